@@ -11,7 +11,8 @@ from huggingface_hub import try_to_load_from_cache
 
 def cache_dir() -> Path:
     """Folder for converted weights and feature caches; set VLM_DEMO_CACHE to move it."""
-    root = os.environ.get("VLM_DEMO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlm_demo"
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlm_demo"
+    root = os.environ.get("VLM_DEMO_CACHE") or default
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path

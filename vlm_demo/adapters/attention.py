@@ -27,6 +27,8 @@ def transformer_block(width: int, heads: int, dropout: float) -> nn.TransformerE
 
 
 class AttentionAdapter(Adapter):
+    """Self-attention + feed-forward blocks over the image tokens, then a Linear."""
+
     config_class = AttentionConfig
 
     def __init__(self, config: AttentionConfig) -> None:

@@ -18,6 +18,8 @@ class LinearConfig(AdapterConfig):
 
 
 class LinearAdapter(Adapter):
+    """Pooled vector -> k pseudo-tokens with one Linear layer."""
+
     config_class = LinearConfig
 
     def __init__(self, config: LinearConfig) -> None:

@@ -18,6 +18,8 @@ class MLPConfig(AdapterConfig):
 
 
 class MLPAdapter(Adapter):
+    """Each image token through Linear-GELU-Linear (hidden 2x the LLM width)."""
+
     config_class = MLPConfig
 
     def __init__(self, config: MLPConfig) -> None:

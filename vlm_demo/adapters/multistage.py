@@ -31,6 +31,8 @@ class MultiStageConfig(AdapterConfig):
 
 
 class MultiStageAdapter(Adapter):
+    """Fuses CNN stage maps (1x1/3x3 convs, optional transformer) into a token grid."""
+
     config_class = MultiStageConfig
 
     def __init__(self, config: MultiStageConfig) -> None:

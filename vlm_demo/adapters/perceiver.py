@@ -56,6 +56,8 @@ class PerceiverConfig(AdapterConfig):
 
 
 class PerceiverAdapter(Adapter):
+    """Perceiver resampler: latents cross-attend to the image tokens."""
+
     config_class = PerceiverConfig
 
     def __init__(self, config: PerceiverConfig) -> None:

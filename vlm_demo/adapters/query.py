@@ -1,4 +1,4 @@
-"""Learnable queries with self-attention, cross-attention to the image tokens and feed-forward (TerraAlign, Q-Former-like)."""
+"""Learnable queries with self-attention, cross-attention to the image and feed-forward (TerraAlign, Q-Former)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class QueryConfig(AdapterConfig):
 
 
 class QueryAdapter(Adapter):
+    """Learnable queries read the image by cross-attention; emits num_queries tokens."""
+
     config_class = QueryConfig
 
     def __init__(self, config: QueryConfig) -> None:

@@ -24,7 +24,10 @@ class TinyLMConfig(AdapterConfig):
 
 
 class TinyLMAdapter(Adapter):
-    """Stage 1 trains `lm` as a caption decoder (`language_model_loss`); stage 2 uses it as the adapter."""
+    """Tiny causal LM behind a 1-layer perceiver resampler (PaLM2-VAdapter).
+
+    Stage 1 trains `lm` as a caption decoder (`language_model_loss`); stage 2 uses it as the adapter.
+    """
 
     config_class = TinyLMConfig
 

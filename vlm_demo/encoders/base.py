@@ -78,7 +78,8 @@ class VisionEncoder(nn.Module, ABC):
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         """RGB PIL images to a normalised [B, 3, S, S] float tensor."""
-        arrays = [np.asarray(resize_center_crop(image.convert("RGB"), self.image_size), dtype=np.float32) for image in images]
+        size = self.image_size
+        arrays = [np.asarray(resize_center_crop(image.convert("RGB"), size), dtype=np.float32) for image in images]
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)

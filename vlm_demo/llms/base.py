@@ -74,7 +74,9 @@ class LanguageModel:
     def chat_text(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The prompt text, with IMAGE_PLACEHOLDER where the image goes."""
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
         return "\n".join(lines) + ("\nAssistant:" if add_generation_prompt else "")
 

@@ -1,0 +1,87 @@
+"""Image -> encoder -> adapter -> spliced prompt -> LLM: captions, batched captions and streamed chat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from PIL import Image
+
+from vlm_demo.adapters import Adapter, build_adapter, check_compatible, load_adapter
+from vlm_demo.combos import Combo, get_combo
+from vlm_demo.encoders import EncoderOutput, VisionEncoder, build_encoder
+from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs, load_llm
+
+DEFAULT_PROMPT = "Describe this image."
+
+
+class VisionLanguageModel:
+    """One loaded combination. `trained` is False when the adapter is randomly initialised."""
+
+    def __init__(self, encoder: VisionEncoder, adapter: Adapter, llm: LanguageModel, trained: bool,
+                 name: str = "custom") -> None:
+        check_compatible(adapter.config, encoder.name, encoder.embed_dim, llm.name, llm.hidden_size)
+        self.encoder, self.adapter, self.llm = encoder, adapter.eval(), llm
+        self.trained = trained
+        self.name = name
+
+    @classmethod
+    def from_combo(cls, combo: Combo | str, llm: LanguageModel | None = None,
+                   encoder: VisionEncoder | None = None) -> VisionLanguageModel:
+        combo = get_combo(combo) if isinstance(combo, str) else combo
+        encoder = encoder or build_encoder(combo.encoder)
+        llm = llm or load_llm(combo.llm)
+        if combo.checkpoint_path:
+            adapter = load_adapter(combo.checkpoint_path)
+        else:
+            torch.manual_seed(0)
+            adapter = build_adapter(
+                combo.adapter, encoder=encoder.name, token_dim=encoder.embed_dim,
+                num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims,
+                llm=llm.name, llm_hidden=llm.hidden_size, **combo.adapter_options,
+            )
+        return cls(encoder, adapter, llm, trained=combo.trained, name=combo.name)
+
+    @property
+    def status(self) -> str:
+        return "trained adapter" if self.trained else "UNTRAINED adapter (random weights): captions are not meaningful"
+
+    def features(self, images: list[Image.Image]) -> EncoderOutput:
+        return self.encoder(images)
+
+    @torch.inference_mode()
+    def image_tokens(self, images: list[Image.Image]) -> torch.Tensor:
+        """The adapter's pseudo-tokens [B, T, H] in the LLM's embedding space."""
+        features = self.features(images).to(self.llm.device)
+        return self.adapter.to(self.llm.device)(features).to(self.llm.dtype)
+
+    def prompt_text(self, question: str, history: list[tuple[str, str]] | None = None) -> str:
+        """Chat text with the image placeholder in the first user turn."""
+        question = question.replace(IMAGE_PLACEHOLDER, "").strip() or DEFAULT_PROMPT
+        turns = list(history or []) + [(question, None)]
+        messages = []
+        for index, (user, assistant) in enumerate(turns):
+            user = user.replace(IMAGE_PLACEHOLDER, "")
+            messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{user}" if index == 0 else user})
+            if assistant is not None:
+                messages.append({"role": "assistant", "content": assistant})
+        return self.llm.chat_text(messages)
+
+    def prepare(self, images: list[Image.Image], questions: list[str],
+                image_tokens: torch.Tensor | None = None) -> SplicedInputs:
+        tokens = self.image_tokens(images) if image_tokens is None else image_tokens
+        with torch.inference_mode():
+            return self.llm.splice([self.prompt_text(q) for q in questions], tokens)
+
+    def caption(self, images: list[Image.Image], prompt: str = DEFAULT_PROMPT,
+                settings: GenerationSettings | None = None) -> list[str]:
+        """One answer per image, generated as one left-padded batch."""
+        return self.llm.generate(self.prepare(images, [prompt] * len(images)), settings)
+
+    def chat(self, image: Image.Image, message: str, history: list[tuple[str, str]] | None = None,
+             settings: GenerationSettings | None = None) -> Iterator[str]:
+        """Stream the answer to `message` about `image`, given earlier (user, assistant) turns."""
+        tokens = self.image_tokens([image])
+        with torch.inference_mode():
+            inputs = self.llm.splice([self.prompt_text(message, history)], tokens)
+        yield from self.llm.stream(inputs, settings)
