@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
 IMAGE_PLACEHOLDER = "<image>"
+# With inputs_embeds the penalty applies to generated tokens only, which is what we want for image prompts.
+warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
 
 
 @dataclass

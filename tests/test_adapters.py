@@ -1,0 +1,127 @@
+"""Every adapter family: output shape, gradients, save/load round trip, refusal of wrong checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import fake_features
+from vlm_demo.adapters import ADAPTERS, CheckpointError, build_adapter, check_compatible, load_adapter
+
+COMMON = dict(encoder="test-encoder", token_dim=64, num_encoder_tokens=49, stage_dims=[8, 16, 32, 64],
+              llm="tiny-llama", llm_hidden=32)
+SMALL = {  # family -> (small options, expected number of output tokens)
+    "linear": ({"num_tokens": 5}, 5),
+    "mlp": ({}, 49),
+    "attention": ({"width": 32, "num_blocks": 2}, 49),
+    "query": ({"num_queries": 8, "width": 32, "num_blocks": 2}, 8),
+    "perceiver": ({"num_latents": 6, "width": 32, "num_heads": 4}, 6),
+    "multistage": ({"version": "v4", "proj_dim": 8, "fusion_dim": 16, "grid_size": 3, "transformer_heads": 4}, 9),
+    "tinylm": ({"vocab_size": 100, "lm_width": 32, "lm_layers": 2, "num_latents": 4}, 4),
+}
+
+
+def test_every_registered_family_is_covered():
+    assert set(SMALL) == set(ADAPTERS)
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_output_has_expected_token_count_and_llm_width(kind):
+    options, expected = SMALL[kind]
+    adapter = build_adapter(kind, **COMMON, **options)
+    out = adapter(fake_features(batch=3))
+    assert out.shape == (3, expected, 32)
+    assert adapter.num_output_tokens == expected
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3", "v4"])
+def test_multistage_versions_differ_in_structure(version):
+    options = {**SMALL["multistage"][0], "version": version}
+    adapter = build_adapter("multistage", **COMMON, **options)
+    assert adapter(fake_features()).shape == (2, 9, 32)
+    has_3x3 = any(getattr(m, "kernel_size", None) == (3, 3) for m in adapter.fusion)
+    assert has_3x3 == (version in ("v3", "v4"))
+    assert hasattr(adapter, "transformer") == (version in ("v2", "v4"))
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_gradients_reach_every_parameter(kind):
+    adapter = build_adapter(kind, **COMMON, **SMALL[kind][0])
+    adapter(fake_features()).pow(2).mean().backward()
+    unused = {"tinylm": ("lm.lm_head", "lm.model.embed_tokens")}.get(kind, ())  # tied table: stage 1 only
+    for name, parameter in adapter.named_parameters():
+        if name.startswith(unused):
+            continue
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_tinylm_stage_one_caption_loss_trains_the_language_model():
+    adapter = build_adapter("tinylm", **COMMON, **SMALL["tinylm"][0])
+    ids = torch.randint(0, 100, (2, 7))
+    loss = adapter.language_model_loss(fake_features(), ids, torch.ones_like(ids))
+    loss.backward()
+    assert loss.item() > 0 and adapter.lm.model.embed_tokens.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_save_and_reload_gives_identical_outputs(kind, tmp_path):
+    adapter = build_adapter(kind, **COMMON, **SMALL[kind][0]).eval()
+    adapter.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".json", ".safetensors")) == [
+        "config.json", "model.safetensors"]
+    reloaded = load_adapter(tmp_path)
+    features = fake_features()
+    assert type(reloaded) is type(adapter)
+    assert torch.allclose(reloaded(features), adapter(features), atol=1e-6)
+
+
+def test_checkpoint_for_another_llm_is_refused_naming_both_sides():
+    adapter = build_adapter("mlp", **COMMON)
+    with pytest.raises(CheckpointError, match=r"LLM: checkpoint 'tiny-llama' vs combination 'other-llm'.*hidden size"):
+        check_compatible(adapter.config, "test-encoder", 64, "other-llm", 48)
+
+
+def test_checkpoint_for_another_encoder_is_refused():
+    adapter = build_adapter("mlp", **COMMON)
+    with pytest.raises(CheckpointError, match=r"encoder: checkpoint 'test-encoder' vs combination 'clip'"):
+        check_compatible(adapter.config, "clip", 768, "tiny-llama", 32)
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_adapter(tmp_path)
+
+
+def test_pickle_checkpoint_is_never_read(tmp_path):
+    build_adapter("mlp", **COMMON).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="only safetensors"):
+        load_adapter(tmp_path)
+
+
+def test_damaged_weights_file_is_refused(tmp_path):
+    build_adapter("mlp", **COMMON).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_adapter(tmp_path)
+
+
+def test_weights_of_another_shape_are_refused(tmp_path):
+    build_adapter("mlp", **COMMON).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "llm_hidden": 48}))
+    with pytest.raises(CheckpointError):
+        load_adapter(tmp_path)
+
+
+def test_unknown_family_and_unknown_config_keys_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "magic"}))
+    with pytest.raises(CheckpointError, match="unknown adapter family 'magic'"):
+        load_adapter(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "mlp", "colour": "red"}))
+    with pytest.raises(CheckpointError, match="unknown keys: colour"):
+        load_adapter(tmp_path)

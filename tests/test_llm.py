@@ -1,0 +1,105 @@
+"""Splicing image tokens into the chat prompt, generation (greedy, sampling, streamed, batched), hub-style loading."""
+
+from __future__ import annotations
+
+import torch
+
+from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings
+from vlm_demo.llms.loading import load_causal_lm
+
+
+def _prompt(llm, question="describe this image"):
+    return llm.chat_text([{"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{question}"}])
+
+
+def test_image_tokens_land_exactly_where_the_placeholder_was(tiny_llm):
+    prompt = _prompt(tiny_llm)
+    before, after = prompt.split(IMAGE_PLACEHOLDER)
+    image = torch.randn(1, 5, 32)
+    inputs = tiny_llm.splice([prompt], image)
+    embed = tiny_llm.model.get_input_embeddings()
+    before_ids = tiny_llm.tokenizer(before, add_special_tokens=False)["input_ids"]
+    after_ids = tiny_llm.tokenizer(after, add_special_tokens=False)["input_ids"]
+    start, end = inputs.image_spans[0][0]
+    assert (start, end) == (len(before_ids), len(before_ids) + 5)
+    row = inputs.inputs_embeds[0]
+    assert torch.equal(row[start:end], image[0])
+    assert torch.equal(row[:start], embed(torch.tensor(before_ids)))
+    assert torch.equal(row[end:], embed(torch.tensor(after_ids)))
+
+
+def test_left_padding_shifts_image_spans_and_masks_padding(tiny_llm):
+    prompts = [_prompt(tiny_llm), _prompt(tiny_llm, "what colour is the red circle ?")]
+    inputs = tiny_llm.splice(prompts, torch.randn(2, 3, 32))
+    lengths = inputs.attention_mask.sum(dim=1)
+    assert lengths[1] > lengths[0]
+    pad = int(lengths[1] - lengths[0])
+    assert inputs.attention_mask[0, :pad].sum() == 0
+    assert inputs.image_spans[0][0][0] == inputs.image_spans[1][0][0] + pad
+    assert inputs.position_ids[0, pad] == 0
+
+
+def test_targets_are_the_only_labelled_tokens(tiny_llm):
+    inputs = tiny_llm.splice([_prompt(tiny_llm)], torch.randn(1, 4, 32), targets=["a red circle ."],
+                             padding_side="right")
+    labelled = inputs.labels[0][inputs.labels[0] != -100].tolist()
+    expected = tiny_llm.tokenizer("a red circle .<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert labelled == expected
+
+
+def test_wrong_number_of_placeholders_is_an_error(tiny_llm):
+    import pytest
+
+    with pytest.raises(ValueError, match="image placeholders"):
+        tiny_llm.splice(["no placeholder here"], torch.randn(1, 2, 32))
+
+
+def test_greedy_generation_is_deterministic_and_batched_matches_single(tiny_llm):
+    settings = GenerationSettings(max_new_tokens=6, repetition_penalty=1.0)
+    prompts = [_prompt(tiny_llm), _prompt(tiny_llm, "what colour is the red circle ?")]
+    images = torch.randn(2, 3, 32)
+    batched = tiny_llm.generate(tiny_llm.splice(prompts, images), settings)
+    singles = [tiny_llm.generate(tiny_llm.splice([p], images[i:i + 1]), settings)[0] for i, p in enumerate(prompts)]
+    assert batched == singles
+    assert batched == tiny_llm.generate(tiny_llm.splice(prompts, images), settings)
+
+
+def test_sampling_depends_on_the_seed(tiny_llm):
+    inputs = tiny_llm.splice([_prompt(tiny_llm)], torch.randn(1, 3, 32))
+    texts = {seed: tiny_llm.generate(inputs, GenerationSettings(max_new_tokens=12, temperature=1.5, top_p=1.0,
+                                                                seed=seed))[0] for seed in range(4)}
+    again = tiny_llm.generate(inputs, GenerationSettings(max_new_tokens=12, temperature=1.5, top_p=1.0, seed=0))[0]
+    assert again == texts[0]
+    assert len(set(texts.values())) > 1
+
+
+def test_streaming_yields_the_same_text_as_generate(tiny_llm):
+    inputs = tiny_llm.splice([_prompt(tiny_llm)], torch.randn(1, 3, 32))
+    settings = GenerationSettings(max_new_tokens=8)
+    assert "".join(tiny_llm.stream(inputs, settings)).strip() == tiny_llm.generate(inputs, settings)[0]
+
+
+def test_hub_style_loading_from_a_saved_folder(tiny_llm, tmp_path):
+    tiny_llm.model.save_pretrained(tmp_path)
+    tiny_llm.tokenizer.save_pretrained(tmp_path)
+    loaded = load_causal_lm("tiny-from-folder", tmp_path)
+    assert loaded.hidden_size == 32 and loaded.name == "tiny-from-folder"
+    ids = torch.tensor([[3, 4, 19]])
+    assert torch.allclose(loaded.model(ids).logits, tiny_llm.model(ids).logits, atol=1e-5)
+
+
+def test_lora_weights_load_through_peft(tiny_llm, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = tmp_path / "base"
+    tiny_llm.model.save_pretrained(base)
+    tiny_llm.tokenizer.save_pretrained(base)
+    peft_model = get_peft_model(load_causal_lm("b", base).model, LoraConfig(r=4, lora_alpha=8,
+                                                                            target_modules=["q_proj", "v_proj"]))
+    for name, parameter in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)
+    peft_model.save_pretrained(tmp_path / "lora")
+    with_lora = load_causal_lm("b", base, lora=str(tmp_path / "lora"))
+    ids = torch.tensor([[3, 4, 19]])
+    assert not torch.allclose(with_lora.model(ids).logits, tiny_llm.model(ids).logits)
