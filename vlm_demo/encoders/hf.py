@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from vlm_demo.encoders.base import EncoderOutput, VisionEncoder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -102,8 +106,8 @@ class HFVisionEncoder(VisionEncoder):
         return EncoderOutput(tokens=tokens.float(), pooled=pooled.float())
 
 
-def encoder_from_config(family: str, config, name: str | None = None) -> VisionEncoder:
-    """A randomly initialised encoder of `family` built from a transformers config (tests, converted weights)."""
+def encoder_from_config(family: str, config: PreTrainedConfig, name: str | None = None) -> VisionEncoder:
+    """A randomly initialised encoder of `family` built from a transformers config (used by tests)."""
     return HFVisionEncoder(family, model_class(family)(config), name or f"{family}-random")
 
 
