@@ -15,6 +15,19 @@ from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, 
 DEFAULT_PROMPT = "Describe this image."
 
 
+def build_prompt(llm: LanguageModel, question: str, history: list[tuple[str, str]] | None = None) -> str:
+    """Chat text with the image placeholder in the first user turn (used for inference and training alike)."""
+    question = question.replace(IMAGE_PLACEHOLDER, "").strip() or DEFAULT_PROMPT
+    turns = list(history or []) + [(question, None)]
+    messages = []
+    for index, (user, assistant) in enumerate(turns):
+        user = user.replace(IMAGE_PLACEHOLDER, "")
+        messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{user}" if index == 0 else user})
+        if assistant is not None:
+            messages.append({"role": "assistant", "content": assistant})
+    return llm.chat_text(messages)
+
+
 class VisionLanguageModel:
     """One loaded combination. `trained` is False when the adapter is randomly initialised."""
 
@@ -56,16 +69,7 @@ class VisionLanguageModel:
         return self.adapter.to(self.llm.device)(features).to(self.llm.dtype)
 
     def prompt_text(self, question: str, history: list[tuple[str, str]] | None = None) -> str:
-        """Chat text with the image placeholder in the first user turn."""
-        question = question.replace(IMAGE_PLACEHOLDER, "").strip() or DEFAULT_PROMPT
-        turns = list(history or []) + [(question, None)]
-        messages = []
-        for index, (user, assistant) in enumerate(turns):
-            user = user.replace(IMAGE_PLACEHOLDER, "")
-            messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{user}" if index == 0 else user})
-            if assistant is not None:
-                messages.append({"role": "assistant", "content": assistant})
-        return self.llm.chat_text(messages)
+        return build_prompt(self.llm, question, history)
 
     def prepare(self, images: list[Image.Image], questions: list[str],
                 image_tokens: torch.Tensor | None = None) -> SplicedInputs:

@@ -1,0 +1,190 @@
+"""Training stages on tiny configs: EMD/distillation losses, align, caption (frozen, LoRA, QLoRA), eval,
+bad configs, and a SIGKILLed run that resumes to the same weights as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train.config import ConfigError, load_config
+from train.data.shapes import shapes_samples
+from train.evaluate import classification_correct, compute_metrics, shapes_attributes
+from train.losses import emd_loss
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory, tiny_llm):
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tiny_llm.model.save_pretrained(folder)
+    tiny_llm.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _overrides(llm_dir: Path, output: Path, *extra: str) -> list[str]:
+    return [f'model.llm="{llm_dir}"', f'output_dir="{output}"', 'data.train=[{name="shapes",count=12}]',
+            'data.eval=[{name="shapes",count=4,vqa_per_image=1},{name="digits",count=4}]', "train.batch_size=4",
+            "train.max_steps=6", "train.save_every=2", "train.log_every=1", "eval.max_new_tokens=4", *extra]
+
+
+def _run_stage(stage: str, overrides: list[str], cache: Path) -> Path:
+    from train.loop import train_stage
+
+    os.environ["VLM_DEMO_CACHE"] = str(cache)
+    return train_stage(stage, load_config(None, overrides), progress=False)
+
+
+def test_emd_is_zero_for_identical_sets_and_trains_towards_the_words():
+    words = torch.randn(1, 5, 8)
+    assert emd_loss(words.clone(), words, torch.ones(1, 5)).item() == pytest.approx(0, abs=1e-3)
+    tokens = torch.randn(1, 10, 8, requires_grad=True)
+    optimizer = torch.optim.Adam([tokens], lr=0.1)
+    before = emd_loss(tokens, words, torch.ones(1, 5)).item()
+    for _ in range(50):
+        optimizer.zero_grad()
+        emd_loss(tokens, words, torch.ones(1, 5)).backward()
+        optimizer.step()
+    assert emd_loss(tokens, words, torch.ones(1, 5)).item() < 0.5 * before
+
+
+def test_sinkhorn_approximates_exact_emd():
+    tokens, words = torch.randn(2, 12, 6), torch.randn(2, 7, 6)
+    mask = torch.ones(2, 7)
+    exact = emd_loss(tokens, words, mask, "exact").item()
+    assert emd_loss(tokens, words, mask, "sinkhorn", reg=0.01).item() == pytest.approx(exact, rel=0.1)
+
+
+def test_padding_in_caption_embeddings_is_ignored():
+    tokens, words = torch.randn(1, 6, 4), torch.randn(1, 3, 4)
+    padded = torch.cat([words, torch.full((1, 2, 4), 100.0)], dim=1)
+    assert emd_loss(tokens, padded, torch.tensor([[1, 1, 1, 0, 0]])).item() == pytest.approx(
+        emd_loss(tokens, words, torch.ones(1, 3)).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=1", "unknown config key 'train.lrr' (did you mean 'train.lr'?)"),
+    ("caption.llm_mode=\"full\"", "'caption.llm_mode' must be one of"),
+    ("train.batch_size=0", "'train.batch_size' must be positive"),
+    ("data.train=[{count=3}]", "needs a 'name'"),
+])
+def test_bad_config_fails_at_start_with_a_clear_message(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_cli_reports_bad_config_with_exit_status_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlr = 'fast'\n")
+    result = subprocess.run([sys.executable, "-m", "train", "align", "--config", str(bad)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "error: 'train.lr' must be float, got 'fast'" in result.stderr
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def test_align_stage_changes_weights_without_running_the_llm(tiny_llm_dir, tmp_path, monkeypatch):
+    from vlm_demo.llms.base import LanguageModel
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the LLM must not run during align")
+
+    final = _run_stage("align", _overrides(tiny_llm_dir, tmp_path / "align", "train.seed=3"), tmp_path / "cache")
+    init = _run_stage("align", _overrides(tiny_llm_dir, tmp_path / "zero", "train.max_steps=1", "train.lr=1e-12",
+                                          "train.seed=3"), tmp_path / "cache")
+    assert not torch.equal(_weights(final)["fc1.weight"], _weights(init)["fc1.weight"])
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "align" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert LanguageModel  # the align loss uses only the embedding table (see train/stages/align.py)
+    del forbidden
+
+
+@pytest.mark.parametrize("mode", ["frozen", "lora", "qlora"])
+def test_caption_stage_trains_adapter_and_only_lora_weights_of_the_llm(mode, tiny_llm_dir, tmp_path):
+    final = _run_stage("caption", _overrides(tiny_llm_dir, tmp_path / mode, f'caption.llm_mode="{mode}"',
+                                             'caption.lora_targets=["q_proj","v_proj"]'), tmp_path / "cache")
+    summary = json.loads((tmp_path / mode / "summary.json").read_text())
+    adapter_params = sum(v.numel() for v in _weights(final).values())
+    assert summary["steps"] == 6
+    if mode == "frozen":
+        assert summary["trainable_parameters"] == adapter_params
+        assert not (tmp_path / mode / "lora").exists()
+    else:
+        assert summary["trainable_parameters"] > adapter_params
+        assert (tmp_path / mode / "lora" / "adapter_model.safetensors").is_file()
+
+
+def test_eval_writes_metrics_for_every_task(tiny_llm_dir, tmp_path):
+    from train.evaluate import evaluate
+
+    overrides = _overrides(tiny_llm_dir, tmp_path / "run")
+    _run_stage("caption", overrides, tmp_path / "cache")
+    metrics = evaluate(load_config(None, overrides), progress=False)
+    assert {"caption", "shapes_attributes", "vqa_exact_match", "digits_accuracy"} <= set(metrics)
+    assert (tmp_path / "run" / "eval_predictions.jsonl").read_text().count("\n") == 4 + 4 + 4
+
+
+def test_shapes_attribute_scoring():
+    objects = [{"colour": "red", "shape": "circle"}, {"colour": "blue", "shape": "square"}]
+    assert shapes_attributes("Two shapes: a red circle and a blue square.", objects)["all"]
+    wrong = shapes_attributes("Three shapes: a red circle and a green square.", objects)
+    assert not wrong["colour"] and wrong["shape"] and not wrong["count"]
+
+
+def test_classification_lenient_versus_strict():
+    digit = next(s for s in __import__("train.data", fromlist=["x"]).load_dataset("digits", "test", 20)
+                 if s.label == "3")
+    assert classification_correct("This is the digit 3.", digit) == (True, True)
+    assert classification_correct("It could be 3 or 8.", digit) == (True, False)
+    assert classification_correct("Seven.", digit) == (False, False)
+
+
+def test_caption_metrics_reward_the_reference():
+    samples = [s for s in shapes_samples("test", 6, vqa_per_image=0)]
+    perfect = compute_metrics(samples, [s.references[0] for s in samples])
+    poor = compute_metrics(samples, ["a photo of something" for _ in samples])
+    assert perfect["caption"]["bleu4"] > 90 > poor["caption"]["bleu4"]
+    assert perfect["caption"]["cider"] > poor["caption"]["cider"]
+    assert perfect["shapes_attributes"]["all"] == 1.0
+
+
+def test_sigkill_then_resume_gives_the_same_weights(tiny_llm_dir, tmp_path):
+    env = {**os.environ, "VLM_DEMO_CACHE": str(tmp_path / "cache")}
+    base = ["caption.llm_mode=\"lora\"", 'caption.lora_targets=["q_proj","v_proj"]', "train.max_steps=40",
+            "train.save_every=5"]
+
+    def command(output: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "train", "caption", "--quiet", *extra,
+                *_overrides(tiny_llm_dir, tmp_path / output, *base)]
+
+    subprocess.run(command("straight"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    victim = subprocess.Popen(command("killed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 300
+    while time.time() < deadline and victim.poll() is None:
+        if latest.is_file() and latest.read_text().strip() >= "checkpoint-0000010":
+            victim.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    victim.wait(timeout=60)
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "adapter").exists()
+    subprocess.run(command("killed", "--resume"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    straight, resumed = _weights(tmp_path / "straight" / "adapter"), _weights(tmp_path / "killed" / "adapter")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    lora_a = load_file(tmp_path / "straight" / "lora" / "adapter_model.safetensors")
+    lora_b = load_file(tmp_path / "killed" / "lora" / "adapter_model.safetensors")
+    assert all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)

@@ -1,0 +1,1 @@
+"""Training package: datasets, feature cache, alignment and captioning stages, evaluation."""

@@ -1,0 +1,49 @@
+"""`python -m train align|caption|eval --config FILE.toml [key=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from train.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    parser.add_argument("stage", choices=["align", "caption", "eval", "ship"],
+                        help="align: no LLM forward (EMD or distillation); caption: CE through the LLM; "
+                        "eval: held-out metrics; ship: copy to assets/adapters/ with a model card")
+    parser.add_argument("--config", help="TOML file (see train/configs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    parser.add_argument("--checkpoint", help="eval: adapter folder (default: output_dir/adapter)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. train.lr=1e-3 data.train='[{name=\"digits\"}]'")
+    args = parser.parse_intermixed_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        config = load_config(args.config, args.overrides)
+        if args.stage == "ship":
+            from train.card import ship
+
+            print(ship(config))
+        elif args.stage == "eval":
+            from train.evaluate import evaluate
+
+            print(json.dumps(evaluate(config, args.checkpoint, progress=not args.quiet), indent=2))
+        else:
+            from train.loop import train_stage
+
+            print(train_stage(args.stage, config, resume=args.resume, progress=not args.quiet))
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

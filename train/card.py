@@ -1,0 +1,131 @@
+"""Ship a trained adapter: copy it into assets/adapters/ with a model card and a loss-curve image."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from train.config import TrainConfig
+from vlm_demo.combos import ADAPTERS_DIR
+
+CARD_METRICS = [
+    ("shapes_attributes", "single_object_colour_and_shape", "shapes captions: colour and shape both right (1 object)"),
+    ("shapes_attributes", "colour", "shapes captions: every colour named"),
+    ("shapes_attributes", "shape", "shapes captions: every shape named"),
+    ("shapes_attributes", "count", "shapes captions: count right"),
+    ("vqa_exact_match", "overall", "shapes VQA exact match (all types)"),
+    ("digits_accuracy", "lenient", "digits accuracy, class named (thesis)"),
+    ("digits_accuracy", "strict", "digits accuracy, strict"),
+    ("textiles_accuracy", "lenient", "textiles accuracy, class named (thesis)"),
+    ("textiles_accuracy", "strict", "textiles accuracy, strict"),
+    ("caption", "bleu4", "shapes caption BLEU-4 (sacrebleu)"),
+    ("caption", "cider", "shapes caption CIDEr-D"),
+]
+
+
+def _read_losses(folder: Path) -> tuple[list[int], list[float]]:
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        return [], []
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+
+
+def loss_curve(stages: dict[str, Path], target: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.6), squeeze=False)
+    for axis, (stage, folder) in zip(axes[0], stages.items()):
+        steps, losses = _read_losses(folder)
+        axis.plot(steps, losses, color="#3b6fd4", linewidth=1.8)
+        axis.set_title(f"{stage} stage", fontsize=11)
+        axis.set_xlabel("optimizer step")
+        axis.set_ylabel("EMD to caption embeddings" if stage == "align" else "caption cross-entropy")
+        axis.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=12)
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+    plt.close(figure)
+
+
+def _summary(folder: Path) -> dict:
+    path = folder / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def ship(config: TrainConfig, align_dir: str | None = None) -> Path:
+    """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png."""
+    output = Path(config.output_dir)
+    align = Path(align_dir) if align_dir else (Path(config.model.init_from).parent if config.model.init_from else None)
+    metrics = json.loads((output / "eval.json").read_text())
+    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.name}--{config.model.llm}"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(output / "adapter" / name, target / name)
+    stages = {"align": align} if align and (align / "metrics.csv").is_file() else {}
+    stages["caption"] = output
+    loss_curve(stages, target / "loss_curve.png", f"{config.name} adapter: {config.model.encoder} -> "
+               f"{config.model.llm}")
+    (target / "eval.json").write_text(json.dumps(metrics, indent=2))
+    summaries = {stage: _summary(folder) for stage, folder in stages.items()}
+    (target / "training.json").write_text(json.dumps({"stages": summaries, "config": config.to_dict()}, indent=2))
+    (target / "README.md").write_text(_card(config, metrics, summaries))
+    return target
+
+
+def _card(config: TrainConfig, metrics: dict, summaries: dict) -> str:
+    params = next(iter(summaries.values()), {}).get("trainable_parameters", 0)
+    rows = []
+    for group, key, label in CARD_METRICS:
+        if group in metrics and key in metrics[group]:
+            value = metrics[group][key]
+            rows.append(f"| {label} | {value:.3f} |" if group != "caption" else f"| {label} | {value:.2f} |")
+    data = ", ".join(f"{d['name']} ({d.get('count', 'all')} images)" for d in config.data.train)
+    evals = ", ".join(f"{d['name']} ({d.get('count', 'all')})" for d in config.data.eval)
+    stage_lines = []
+    for stage, summary in summaries.items():
+        how = ("Earth Mover's Distance (POT, exact) between the adapter's tokens and the caption's token embeddings; "
+               "no LLM forward" if stage == "align" else
+               f"cross-entropy on the answer tokens through the {config.caption.llm_mode} LLM")
+        stage_lines.append(f"- **{stage}**: {how}; {summary.get('steps', '?')} steps, "
+                           f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
+                           f"on {summary.get('device', '?')}")
+    return f"""---
+library_name: vlm_demo
+tags: [vision-language-adapter, vlm_demo]
+license: apache-2.0
+---
+# `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
+
+A `{config.model.adapter}` adapter that turns EfficientNet-Lite0 image features into pseudo-tokens for the frozen
+SmolLM2-135M-Instruct. Trained on this project's CPU machine; small data, small budget: it knows synthetic
+shapes, handwritten digits and three textile classes, not the open world. Photos outside that world get
+captions about shapes and textures.
+
+- Trainable parameters: {params:,}
+- Options: `{json.dumps(config.model.adapter_options) if config.model.adapter_options else "defaults"}`
+
+## Training
+Data (train splits): {data}. Prompts: "Describe this image." (shapes captions, four wordings), shapes VQA
+(count, colour, shape, position), "What digit is this?", and the textile defect question.
+
+{chr(10).join(stage_lines)}
+
+![loss curve](loss_curve.png)
+
+## Held-out results (test splits: {evals})
+
+| metric | value |
+| --- | --- |
+{chr(10).join(rows)}
+
+Reproduce: `make train-{config.name}` (config `train/configs/`), then `python -m train eval --config ...`.
+"""

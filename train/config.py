@@ -1,0 +1,166 @@
+"""Training configuration: TOML file + `key=value` overrides, checked against dataclasses at start."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad key or value in a training config; the message names it."""
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "efficientnet-lite0"
+    adapter: str = "mlp"
+    llm: str = "smollm2-135m-instruct"
+    adapter_options: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""  # adapter checkpoint folder to start from (e.g. the align stage's output)
+
+
+@dataclass
+class DataConfig:
+    train: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "shapes", "count": 200}])
+    eval: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "shapes", "count": 50}])
+
+
+@dataclass
+class AlignConfig:
+    loss: str = "emd"  # emd (to caption token embeddings) | mse | cosine (to a teacher encoder's tokens)
+    emd_method: str = "exact"  # exact | sinkhorn
+    sinkhorn_reg: float = 0.05
+    teacher: str = ""  # teacher encoder name for mse/cosine distillation
+
+
+@dataclass
+class CaptionConfig:
+    llm_mode: str = "frozen"  # frozen | lora | qlora
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class LoopConfig:
+    epochs: int = 1
+    max_steps: int = 0  # 0 = run all epochs
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    seed: int = 0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    log_every: int = 10
+    save_every: int = 100
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class EvalConfig:
+    max_new_tokens: int = 32
+    batch_size: int = 16
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    output_dir: str = "runs/run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CHOICES = {
+    "align.loss": {"emd", "mse", "cosine"},
+    "align.emd_method": {"exact", "sinkhorn"},
+    "caption.llm_mode": {"frozen", "lora", "qlora"},
+    "train.mixed_precision": {"no", "fp16", "bf16"},
+}
+POSITIVE = {"train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
+            "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r"}
+
+
+def _check_value(key: str, value: Any, expected: Any) -> Any:
+    origin = typing.get_origin(expected) or expected
+    if origin in (types.UnionType, typing.Union):
+        origin = next(a for a in typing.get_args(expected) if a is not type(None))
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if origin is typing.Any:
+        return value
+    if not isinstance(value, origin) or (origin is int and isinstance(value, bool)):
+        raise ConfigError(f"'{key}' must be {getattr(origin, '__name__', origin)}, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"'{key}' must be one of {sorted(CHOICES[key])}, got {value!r}")
+    if key in POSITIVE and value <= 0:
+        raise ConfigError(f"'{key}' must be positive, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{dotted}'{hint}")
+        if is_dataclass(hints[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{dotted}' must be a table")
+            kwargs[key] = _build(hints[key], value, f"{dotted}.")
+        else:
+            kwargs[key] = _check_value(dotted, value, hints[key])
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value (e.g. train.lr=1e-3)")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a TOML config (or the defaults), apply overrides, and validate everything."""
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    for text in overrides or []:
+        keys, value = _parse_override(text)
+        target = values
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override '{text}': '{key}' is not a table")
+        target[keys[-1]] = value
+    config = _build(TrainConfig, values)
+    for entry in config.data.train + config.data.eval:
+        if "name" not in entry:
+            raise ConfigError(f"every data entry needs a 'name' (a dataset or a caption file), got {entry}")
+    return config

@@ -1,0 +1,28 @@
+"""Dataset registry: name -> function(split, count) returning Samples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from train.data.base import Sample, image_digest
+from train.data.classify import digits_samples, textiles_samples
+from train.data.formats import caption_samples
+from train.data.shapes import shapes_samples
+
+__all__ = ["DATASETS", "Sample", "caption_samples", "image_digest", "load_dataset"]
+
+DATASETS: dict[str, Callable[..., list[Sample]]] = {
+    "shapes": shapes_samples,
+    "digits": digits_samples,
+    "textiles": textiles_samples,
+}
+
+
+def load_dataset(name: str, split: str, count: int | None = None, **options) -> list[Sample]:
+    """A registered dataset, or a user caption file/folder given by path (`split` picks nothing then)."""
+    if name in DATASETS:
+        if name == "shapes":
+            return DATASETS[name](split, count or 100, **options)
+        return DATASETS[name](split, count)
+    samples, _ = caption_samples(name, **options)
+    return samples[:count] if count else samples

@@ -1,0 +1,155 @@
+"""Held-out metrics: BLEU-4/CIDEr, VQA exact match per type, classification (lenient/strict), shapes attributes."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from train.config import TrainConfig
+from train.data import Sample
+from train.data.classify import DIGIT_WORDS, TEXTILE_CLASSES
+from train.data.shapes import NUMBERS
+from vlm_demo.llms import GenerationSettings
+from vlm_demo.pipeline import VisionLanguageModel
+
+ARTICLES = {"a", "an", "the"}
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def normalise_answer(text: str) -> str:
+    return " ".join(w for w in words(text) if w not in ARTICLES)
+
+
+def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
+    """Corpus BLEU-4 (sacrebleu, 0-100) and CIDEr-D (pycocoevalcap's pure-Python scorer)."""
+    import sacrebleu
+    from pycocoevalcap.cider.cider import Cider
+
+    most = max(len(r) for r in references)
+    streams = [[refs[i] if i < len(refs) else refs[0] for refs in references] for i in range(most)]
+    bleu = sacrebleu.corpus_bleu(predictions, streams).score
+    tokenised = lambda text: " ".join(words(text))  # noqa: E731
+    gts = {i: [tokenised(r) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [tokenised(p) or "empty"] for i, p in enumerate(predictions)}
+    cider, _ = Cider().compute_score(gts, res)
+    return {"bleu4": bleu, "cider": float(cider)}
+
+
+def shapes_attributes(prediction: str, objects: list[dict]) -> dict[str, bool]:
+    """Whether a caption names every object's colour, every shape, and the right count."""
+    said = set(words(prediction))
+    colours = all(o["colour"] in said for o in objects)
+    shapes = all(o["shape"] in said or o["shape"] + "s" in said for o in objects)
+    named_numbers = {NUMBERS.index(w) for w in said if w in NUMBERS[2:]} | {int(w) for w in said if w in "234"}
+    count = (not named_numbers) if len(objects) == 1 else named_numbers == {len(objects)}
+    return {"colour": colours, "shape": shapes, "count": count, "all": colours and shapes and count}
+
+
+def classification_correct(prediction: str, sample: Sample) -> tuple[bool, bool]:
+    """(lenient: the class name appears, as the thesis counted; strict: it is the only class named)."""
+    said = words(prediction)
+    if sample.qtype == "digits":
+        named = {w for w in said if w.isdigit() and len(w) == 1} | {str(DIGIT_WORDS.index(w)) for w in said
+                                                                     if w in DIGIT_WORDS}
+    else:
+        named = {w for w in said if w in TEXTILE_CLASSES}
+    return sample.label in named, named == {sample.label}
+
+
+def answer_all(vlm: VisionLanguageModel, samples: list[Sample], max_new_tokens: int, batch_size: int,
+               progress: bool = True) -> list[str]:
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, repetition_penalty=1.0)
+    answers = []
+    for start in tqdm(range(0, len(samples), batch_size), desc="eval", unit="batch", disable=not progress):
+        chunk = samples[start:start + batch_size]
+        inputs = vlm.prepare([s.load_image() for s in chunk], [s.prompt for s in chunk])
+        answers.extend(vlm.llm.generate(inputs, settings))
+    return answers
+
+
+def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
+    metrics: dict = {}
+    captions = [(s, a) for s, a in zip(samples, answers) if s.task == "caption"]
+    if captions:
+        metrics["caption"] = caption_scores([a for _, a in captions], [s.references or [s.target] for s, _ in captions])
+        metrics["caption"]["count"] = len(captions)
+        shaped = [shapes_attributes(a, s.meta["objects"]) for s, a in captions if "objects" in s.meta]
+        if shaped:
+            metrics["shapes_attributes"] = {key: sum(r[key] for r in shaped) / len(shaped)
+                                            for key in ("colour", "shape", "count", "all")}
+            single = [r for r, (s, _) in zip(shaped, [c for c in captions if "objects" in c[0].meta])
+                      if len(s.meta["objects"]) == 1]
+            if single:
+                metrics["shapes_attributes"]["single_object_colour_and_shape"] = (
+                    sum(r["colour"] and r["shape"] for r in single) / len(single))
+            metrics["shapes_attributes"]["count_images"] = len(shaped)
+    vqa = defaultdict(list)
+    for sample, answer in zip(samples, answers):
+        if sample.task == "vqa":
+            vqa[sample.qtype].append(normalise_answer(answer) == normalise_answer(sample.label))
+    if vqa:
+        metrics["vqa_exact_match"] = {q: sum(v) / len(v) for q, v in sorted(vqa.items())}
+        metrics["vqa_exact_match"]["overall"] = sum(sum(v) for v in vqa.values()) / sum(len(v) for v in vqa.values())
+    classes = defaultdict(list)
+    for sample, answer in zip(samples, answers):
+        if sample.task == "classify":
+            classes[sample.qtype].append(classification_correct(answer, sample))
+    for name, results in sorted(classes.items()):
+        metrics[f"{name}_accuracy"] = {"lenient": sum(r[0] for r in results) / len(results),
+                                       "strict": sum(r[1] for r in results) / len(results), "count": len(results)}
+    return metrics
+
+
+def feature_mse(vlm: VisionLanguageModel, teacher, samples: list[Sample]) -> dict[str, float]:
+    """Per-image MSE between adapter outputs and the teacher's tokens (the ResNet seed's table)."""
+    errors = []
+    with torch.inference_mode():
+        for sample in {s.image_id: s for s in samples}.values():
+            image = sample.load_image()
+            student = vlm.adapter(vlm.encoder([image]))
+            errors.append(torch.mean((student - teacher([image]).tokens) ** 2).item())
+    return {"mse_mean": statistics.mean(errors), "mse_std": statistics.pstdev(errors), "images": len(errors)}
+
+
+def write_results(folder: Path, samples: list[Sample], answers: list[str], metrics: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(json.dumps(metrics, indent=2))
+    with (folder / "eval_predictions.jsonl").open("w") as handle:
+        for sample, answer in zip(samples, answers):
+            handle.write(json.dumps({"image": sample.image_id, "task": sample.task, "qtype": sample.qtype,
+                                     "prompt": sample.prompt, "answer": answer, "target": sample.target}) + "\n")
+
+
+def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool = True) -> dict:
+    from train.loop import gather_samples
+    from vlm_demo.adapters import load_adapter
+    from vlm_demo.encoders import build_encoder
+    from vlm_demo.llms import load_llm
+
+    folder = Path(config.output_dir)
+    adapter = load_adapter(checkpoint or folder / "adapter")
+    encoder = build_encoder(config.model.encoder)
+    samples = gather_samples(config.data.eval, "test")
+    if config.align.loss != "emd" and adapter.config.llm == config.align.teacher:
+        teacher = build_encoder(config.align.teacher)
+        vlm = VisionLanguageModel.__new__(VisionLanguageModel)
+        vlm.encoder, vlm.adapter = encoder, adapter.eval()
+        metrics = {"feature_mse": feature_mse(vlm, teacher, samples)}
+        write_results(folder, [], [], metrics)
+        return metrics
+    lora = folder / "lora"
+    llm = load_llm(config.model.llm, lora=str(lora) if lora.is_dir() else None)
+    vlm = VisionLanguageModel(encoder, adapter, llm, trained=True, name=config.name)
+    answers = answer_all(vlm, samples, config.eval.max_new_tokens, config.eval.batch_size, progress)
+    metrics = compute_metrics(samples, answers)
+    write_results(folder, samples, answers, metrics)
+    return metrics

@@ -1,0 +1,84 @@
+"""Frozen-encoder feature cache: tokens computed once per (encoder, preprocessing, image content)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from train.data.base import Sample, image_digest
+from vlm_demo.encoders import EncoderOutput, VisionEncoder
+from vlm_demo.sources import cache_dir
+
+
+class FeatureCache:
+    """Stores each image's features as fp16 safetensors under a folder named by encoder and preprocessing."""
+
+    def __init__(self, encoder: VisionEncoder, keep_stages: bool = False, root: Path | None = None) -> None:
+        self.encoder = encoder
+        self.keep_stages = keep_stages
+        key = hashlib.sha1(f"{encoder.preprocessing_id}|stages={keep_stages}".encode()).hexdigest()[:12]
+        self.folder = (root or cache_dir() / "features") / encoder.name / key
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.hits = self.misses = 0
+
+    def _path(self, digest: str) -> Path:
+        return self.folder / digest[:2] / f"{digest}.safetensors"
+
+    def _save(self, digest: str, output: EncoderOutput) -> None:
+        tensors = {"tokens": output.tokens[0], "pooled": output.pooled[0]}
+        tensors.update({f"stage{i}": stage[0] for i, stage in enumerate(output.stages)})
+        path = self._path(digest)
+        path.parent.mkdir(exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(handle)
+        save_file({k: v.to(torch.float16).contiguous() for k, v in tensors.items()}, temporary)
+        os.replace(temporary, path)
+
+    def _load(self, digest: str) -> EncoderOutput:
+        tensors = load_file(self._path(digest))
+        stages = [tensors[f"stage{i}"][None] for i in range(len([k for k in tensors if k.startswith("stage")]))]
+        return EncoderOutput(tensors["tokens"][None], tensors["pooled"][None], stages)
+
+    def features(self, samples: list[Sample], batch_size: int = 32, progress: bool = True
+                 ) -> tuple[EncoderOutput, dict[str, int]]:
+        """Features of every distinct image among `samples` (fp16), and image_id -> row."""
+        unique: dict[str, Sample] = {}
+        for sample in samples:
+            unique.setdefault(sample.image_id, sample)
+        rows: dict[str, int] = {}
+        outputs: list[EncoderOutput | None] = []
+        pending: list[tuple[int, str, object]] = []
+
+        def flush() -> None:
+            if not pending:
+                return
+            computed = self.encoder([image for _, _, image in pending])
+            for offset, (row, digest, _) in enumerate(pending):
+                one = EncoderOutput(computed.tokens[offset:offset + 1], computed.pooled[offset:offset + 1],
+                                    [s[offset:offset + 1] for s in computed.stages] if self.keep_stages else [])
+                self._save(digest, one)
+                outputs[row] = one.to("cpu", torch.float16)
+            pending.clear()
+
+        for image_id, sample in tqdm(unique.items(), desc=f"features ({self.encoder.name})", unit="img",
+                                     disable=not progress, leave=False):
+            image = sample.load_image()
+            digest = image_digest(image)
+            rows[image_id] = len(outputs)
+            if self._path(digest).is_file():
+                self.hits += 1
+                outputs.append(self._load(digest))
+            else:
+                self.misses += 1
+                outputs.append(None)
+                pending.append((rows[image_id], digest, image))
+                if len(pending) >= batch_size:
+                    flush()
+        flush()
+        return EncoderOutput.cat(outputs), rows

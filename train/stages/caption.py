@@ -1,0 +1,42 @@
+"""Stage 2: cross-entropy on the answer tokens with image tokens spliced in; LLM frozen, LoRA or QLoRA."""
+
+from __future__ import annotations
+
+import torch
+
+from train.config import TrainConfig
+from train.stages import Batch, StageParts
+from vlm_demo.adapters import Adapter
+from vlm_demo.llms import LanguageModel
+from vlm_demo.pipeline import build_prompt
+
+
+def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel) -> StageParts:
+    settings = config.caption
+    extra, save_extra = [], None
+    llm.model.requires_grad_(False)
+    if settings.llm_mode in ("lora", "qlora"):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if settings.llm_mode == "qlora":
+            llm.model = prepare_model_for_kbit_training(llm.model, use_gradient_checkpointing=False)
+        lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                          target_modules=settings.lora_targets, task_type="CAUSAL_LM")
+        llm.model = get_peft_model(llm.model, lora)
+        llm.model.train()
+        extra = [llm.model]
+
+        def save_extra(folder: str) -> None:
+            llm.model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors
+    else:
+        llm.model.eval()
+
+    def loss(batch: Batch) -> torch.Tensor:
+        tokens = adapter(batch.features)
+        prompts = [build_prompt(llm, sample.prompt) for sample in batch.samples]
+        inputs = llm.splice(prompts, tokens, targets=[s.target for s in batch.samples], padding_side="right")
+        output = llm.model(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                           position_ids=inputs.position_ids, labels=inputs.labels)
+        return output.loss
+
+    return StageParts(adapter=adapter, loss=loss, extra_trainable=extra, save_extra=save_extra)

@@ -1,0 +1,47 @@
+"""The Gradio app: `build_app()` assembles the header, the shared controls and the four tabs; `launch` serves it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import gradio as gr  # noqa: E402 - the environment above must be set before gradio is imported
+
+from vlm_demo.ui.theme import CSS, HEADER, THEME  # noqa: E402
+
+MAX_FILE_SIZE = "25mb"
+QUEUE_SIZE = 64
+
+
+def build_app() -> gr.Blocks:
+    """The whole app; serve it with `launch(app)` (theme and CSS are launch options in Gradio 6)."""
+    from vlm_demo.ui import alignment, cards, chat, compare, sidebar
+
+    with gr.Blocks(title="Vision-Language Adapter Lab", fill_width=True) as app:
+        gr.HTML(HEADER, elem_id="vd-header")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=320, elem_id="vd-sidebar"):
+                controls = sidebar.build()
+            with gr.Column(scale=8, min_width=480, elem_id="vd-main"):
+                with gr.Tabs(elem_id="vd-tabs"):
+                    with gr.Tab("Chat", id="chat", elem_id="vd-tab-chat"):
+                        chat.build(controls)
+                    with gr.Tab("Compare", id="compare", elem_id="vd-tab-compare"):
+                        compare.build(controls)
+                    with gr.Tab("Alignment", id="alignment", elem_id="vd-tab-alignment"):
+                        alignment.build(controls)
+                    with gr.Tab("Models", id="models", elem_id="vd-tab-models"):
+                        cards.build()
+    app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
+    return app
+
+
+def launch(app: gr.Blocks | None = None, host: str | None = None, port: int | None = None,
+           **options: object) -> tuple:
+    """Serve the app with the project's theme, CSS, upload limit and error display."""
+    app = app or build_app()
+    return app.launch(server_name=host, server_port=port, theme=THEME, css=CSS, max_file_size=MAX_FILE_SIZE,
+                      footer_links=["api", "gradio"], **options)

@@ -1,0 +1,186 @@
+"""A thread-safe LRU of loaded encoders, LLMs and adapters under a memory budget, shared by every tab and user."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from vlm_demo.combos import Combo
+from vlm_demo.encoders import build_encoder
+from vlm_demo.llms import load_llm
+from vlm_demo.pipeline import VisionLanguageModel
+
+log = logging.getLogger(__name__)
+DEFAULT_BUDGET_MB = 4096
+Report = Callable[[float, str], None]
+
+
+class LoadError(RuntimeError):
+    """A part could not be loaded; the message is one line meant for the user."""
+
+
+def module_bytes(module: Any) -> int:
+    """Bytes held by a module's parameters and buffers (0 for anything that is not a torch module)."""
+    if not isinstance(module, nn.Module):
+        module = getattr(module, "model", None)
+    if not isinstance(module, nn.Module):
+        return 0
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class Entry:
+    value: Any
+    nbytes: int
+    seconds: float
+    depends_on: tuple[tuple[str, str], ...] = ()
+    last_used: float = field(default_factory=time.monotonic)
+
+
+def combo_key(combo: Combo) -> tuple[str, str]:
+    """Cache key of a combination's assembled model: changes when a checkpoint appears on disk."""
+    options = ",".join(f"{k}={v}" for k, v in sorted(combo.adapter_options.items()))
+    return ("vlm", f"{combo.encoder}|{combo.adapter}|{combo.llm}|{combo.checkpoint_path}|{options}")
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
+
+
+class ModelCache:
+    """Encoders and LLMs are loaded once and shared by every combination that uses them.
+
+    Entries are evicted least-recently-used first when the estimated weight memory passes the budget; the parts
+    of the combination being served are never evicted. Loading the same part twice at once waits for one load.
+    """
+
+    def __init__(self, budget_mb: int | None = None) -> None:
+        env = os.environ.get("VLM_DEMO_MEMORY_BUDGET_MB")
+        self.budget = int(budget_mb if budget_mb is not None else (env or DEFAULT_BUDGET_MB)) * 2**20
+        self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._lock = threading.RLock()
+        self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    # ------------------------------------------------------------------ public
+    def vlm(self, combo: Combo, report: Report | None = None) -> VisionLanguageModel:
+        """The assembled model for a combination, loading only the parts not in memory yet."""
+        key = combo_key(combo)
+        cached = self._get(key)
+        if cached is not None:
+            return cached
+        say = report or (lambda fraction, text: None)
+        encoder = self._load(("encoder", combo.encoder), lambda: build_encoder(combo.encoder), say, 0.05,
+                             f"Loading encoder {combo.encoder}\u2026")
+        llm = self._load(("llm", combo.llm), lambda: load_llm(combo.llm), say, 0.35, f"Loading LLM {combo.llm}\u2026")
+
+        def assemble() -> VisionLanguageModel:
+            return VisionLanguageModel.from_combo(combo, llm=llm, encoder=encoder)
+
+        adapter_text = f"Loading {'trained' if combo.trained else 'untrained'} {combo.adapter} adapter\u2026"
+        vlm = self._load(key, assemble, say, 0.85, adapter_text,
+                         depends_on=(("encoder", combo.encoder), ("llm", combo.llm)))
+        say(1.0, "Ready")
+        return vlm
+
+    def is_loaded(self, combo: Combo) -> bool:
+        with self._lock:
+            return combo_key(combo) in self._entries
+
+    def loaded(self) -> list[dict[str, Any]]:
+        """What is in memory, most recently used last."""
+        with self._lock:
+            return [{"kind": kind, "name": name, "mb": round(entry.nbytes / 2**20, 1),
+                     "load_seconds": round(entry.seconds, 2)} for (kind, name), entry in self._entries.items()]
+
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return sum(entry.nbytes for entry in self._entries.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    # ------------------------------------------------------------------ internals
+    def _get(self, key: tuple[str, str]) -> Any | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._touch(key, entry)
+            return entry.value
+
+    def _touch(self, key: tuple[str, str], entry: Entry) -> None:
+        entry.last_used = time.monotonic()
+        self._entries.move_to_end(key)
+        for dependency in entry.depends_on:  # using a combination also uses its encoder and LLM
+            if dependency in self._entries:
+                self._entries.move_to_end(dependency)
+        self._entries.move_to_end(key)
+
+    def _load(self, key: tuple[str, str], loader: Callable[[], Any], say: Report, fraction: float, text: str,
+              depends_on: tuple[tuple[str, str], ...] = ()) -> Any:
+        cached = self._get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            load_lock = self._load_locks.setdefault(key, threading.Lock())
+        with load_lock:
+            cached = self._get(key)  # another user may have loaded it while we waited
+            if cached is not None:
+                return cached
+            say(fraction, text)
+            start = time.perf_counter()
+            try:
+                value = loader()
+            except Exception as error:  # noqa: BLE001 - any loading failure becomes one readable line
+                log.exception("loading %s failed", key)
+                kind, name = key
+                what = {"encoder": "the encoder", "llm": "the LLM", "vlm": "the adapter"}.get(kind, kind)
+                label = name.split("|")[2] if kind == "vlm" else name
+                raise LoadError(f"Could not load {what} '{label}': {_one_line(error)}") from error
+            seconds = time.perf_counter() - start
+            nbytes = module_bytes(value.adapter if isinstance(value, VisionLanguageModel) else value)
+            with self._lock:
+                self._entries[key] = Entry(value, nbytes, seconds, depends_on)
+                self._touch(key, self._entries[key])
+                self._evict(keep={key, *depends_on})
+            log.info("loaded %s in %.1f s (%.0f MB)", key, seconds, nbytes / 2**20)
+            return value
+
+    def _evict(self, keep: set[tuple[str, str]]) -> None:
+        while sum(entry.nbytes for entry in self._entries.values()) > self.budget:
+            victim = next((key for key in self._entries if key not in keep), None)
+            if victim is None:
+                return
+            self._drop(victim)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        self._entries.pop(key, None)
+        for other, entry in list(self._entries.items()):  # an assembled model holds its parts: drop it too
+            if key in entry.depends_on:
+                self._entries.pop(other, None)
+        log.info("evicted %s", key)
+
+
+_CACHE: ModelCache | None = None
+_CACHE_LOCK = threading.Lock()
+
+
+def get_cache() -> ModelCache:
+    """The process-wide cache (one process serves every user)."""
+    global _CACHE
+    with _CACHE_LOCK:
+        if _CACHE is None:
+            _CACHE = ModelCache()
+        return _CACHE

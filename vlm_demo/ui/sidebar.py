@@ -1,0 +1,116 @@
+"""The left column every tab shares: image and examples, encoder/adapter/LLM pickers, status, generation settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from vlm_demo.combos import ASSETS
+from vlm_demo.ui.common import (
+    DEFAULT,
+    MAX_NEW_TOKENS,
+    adapter_choices,
+    adapter_families,
+    encoder_choices,
+    gpu,
+    llm_choices,
+    load_vlm,
+    resolve_combo,
+    status_html,
+    upload_image,
+    user_errors,
+)
+
+EXAMPLES = ASSETS / "examples"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+@dataclass
+class Controls:
+    """Components the tabs read: the image, the combination and the generation settings."""
+
+    image: gr.Image
+    encoder: gr.Dropdown
+    adapter: gr.Dropdown
+    llm: gr.Dropdown
+    status: gr.HTML
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    top_p: gr.Slider
+    seed: gr.Number
+
+    @property
+    def combination(self) -> list[gr.components.Component]:
+        return [self.encoder, self.adapter, self.llm]
+
+    @property
+    def settings(self) -> list[gr.components.Component]:
+        return [self.max_new_tokens, self.temperature, self.top_p, self.seed]
+
+
+def example_files() -> list[str]:
+    """Real photos first, then the synthetic shapes."""
+    files = sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [str(p) for p in sorted(files, key=lambda p: (p.name.startswith("shapes"), p.name))]
+
+
+def build() -> Controls:
+    """Render the shared column; call inside a gr.Column."""
+    image = upload_image(label="Image", height=260, sources=["upload", "clipboard"], elem_id="vd-image")
+    examples = example_files()
+    if examples:
+        gr.Examples(examples=[[path] for path in examples], inputs=[image], label="Examples \u2014 photos and shapes",
+                    examples_per_page=8, elem_id="vd-examples")
+    with gr.Group():
+        encoder = gr.Dropdown(encoder_choices(), value=DEFAULT.encoder, label="Vision encoder", elem_id="vd-encoder")
+        adapter = gr.Dropdown(adapter_choices(DEFAULT.encoder, DEFAULT.llm), value=DEFAULT.adapter, label="Adapter",
+                              elem_id="vd-adapter")
+        llm = gr.Dropdown(llm_choices(), value=DEFAULT.llm, label="LLM", allow_custom_value=True,
+                          info="or type a hub id (owner/name) where a hub is reachable", elem_id="vd-llm")
+    status = gr.HTML(status_html(DEFAULT), elem_id="vd-status-box")
+    with gr.Accordion("Generation settings", open=False, elem_id="vd-settings"):
+        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens")
+        temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
+        top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+    controls = Controls(image, encoder, adapter, llm, status, max_new_tokens, temperature, top_p, seed)
+    _wire(controls)
+    return controls
+
+
+def _wire(controls: Controls) -> None:
+    parts, quiet = controls.combination, {"api_visibility": "private", "queue": False}
+    for component in parts:
+        if component is controls.adapter:
+            event = component.input(status_only, parts, [controls.status], **quiet)
+        else:  # a new encoder or LLM changes which adapters are offered
+            event = component.input(refresh_adapters, parts, [controls.adapter], **quiet)
+            event = event.then(status_only, parts, [controls.status], **quiet)
+        api = {"api_name": "load_combination"} if component is controls.adapter else {"api_visibility": "private"}
+        event.then(prepare, parts, [controls.status], concurrency_id="load", concurrency_limit=2,
+                   show_progress="minimal", **api)
+
+
+def refresh_adapters(encoder: str, adapter: str, llm: str) -> Any:
+    """Offer only adapters that can run on the encoder; keep the pick when it still can."""
+    families = adapter_families(encoder or DEFAULT.encoder)
+    value = adapter if adapter in families else DEFAULT.adapter
+    return gr.update(choices=adapter_choices(encoder or DEFAULT.encoder, (llm or DEFAULT.llm).strip()), value=value)
+
+
+def status_only(encoder: str, adapter: str, llm: str) -> str:
+    try:
+        return status_html(resolve_combo(encoder, adapter, llm))
+    except gr.Error as error:
+        return f'<div class="vd-status"><span class="vd-badge vd-warn">Impossible choice</span>' \
+               f'<div class="vd-note">{error.message}</div></div>'
+
+
+@user_errors
+@gpu
+def prepare(encoder: str, adapter: str, llm: str, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
+    """Load the picked combination now (shared cache), so the first answer does not wait for it."""
+    combo = resolve_combo(encoder, adapter, llm)
+    return status_html(combo, load_vlm(combo, progress))
