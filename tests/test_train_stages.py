@@ -188,3 +188,17 @@ def test_sigkill_then_resume_gives_the_same_weights(tiny_llm_dir, tmp_path):
     lora_a = load_file(tmp_path / "straight" / "lora" / "adapter_model.safetensors")
     lora_b = load_file(tmp_path / "killed" / "lora" / "adapter_model.safetensors")
     assert all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
+
+
+def test_distillation_to_a_teacher_encoder_reports_feature_mse(tmp_path):
+    from train.evaluate import evaluate
+
+    overrides = [f'output_dir="{tmp_path / "distill"}"', 'model.adapter="multistage"',
+                 'model.adapter_options={version="v1",grid_size=16,proj_dim=16,fusion_dim=32}',
+                 'align.loss="mse"', 'align.teacher="dinov2-small"', 'data.train=[{name="shapes",count=8}]',
+                 'data.eval=[{name="shapes",count=3}]', "train.batch_size=4", "train.max_steps=3"]
+    _run_stage("align", overrides, tmp_path / "cache")
+    config = json.loads((tmp_path / "distill" / "adapter" / "config.json").read_text())
+    assert (config["llm"], config["llm_hidden"]) == ("dinov2-small", 384)  # the target is the teacher
+    metrics = evaluate(load_config(None, overrides), progress=False)["feature_mse"]
+    assert metrics["images"] == 3 and metrics["mse_mean"] > 0 and metrics["mse_std"] >= 0

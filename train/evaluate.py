@@ -15,6 +15,7 @@ from train.config import TrainConfig
 from train.data import Sample
 from train.data.classify import DIGIT_WORDS, TEXTILE_CLASSES
 from train.data.shapes import NUMBERS
+from train.loop import gather_samples, teacher_tokens
 from vlm_demo.llms import GenerationSettings
 from vlm_demo.pipeline import VisionLanguageModel
 
@@ -109,14 +110,15 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
     return metrics
 
 
-def feature_mse(vlm: VisionLanguageModel, teacher, samples: list[Sample]) -> dict[str, float]:
+def feature_mse(encoder, adapter, teacher, samples: list[Sample]) -> dict[str, float]:
     """Per-image MSE between adapter outputs and the teacher's tokens (the ResNet seed's table)."""
     errors = []
     with torch.inference_mode():
         for sample in {s.image_id: s for s in samples}.values():
             image = sample.load_image()
-            student = vlm.adapter(vlm.encoder([image]))
-            errors.append(torch.mean((student - teacher([image]).tokens) ** 2).item())
+            student = adapter.eval()(encoder([image]))
+            target = teacher_tokens(teacher([image]).tokens, student.shape[1])
+            errors.append(torch.mean((student - target) ** 2).item())
     return {"mse_mean": statistics.mean(errors), "mse_std": statistics.pstdev(errors), "images": len(errors)}
 
 
@@ -130,7 +132,6 @@ def write_results(folder: Path, samples: list[Sample], answers: list[str], metri
 
 
 def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool = True) -> dict:
-    from train.loop import gather_samples
     from vlm_demo.adapters import load_adapter
     from vlm_demo.encoders import build_encoder
     from vlm_demo.llms import load_llm
@@ -140,10 +141,7 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
     encoder = build_encoder(config.model.encoder)
     samples = gather_samples(config.data.eval, "test")
     if config.align.loss != "emd" and adapter.config.llm == config.align.teacher:
-        teacher = build_encoder(config.align.teacher)
-        vlm = VisionLanguageModel.__new__(VisionLanguageModel)
-        vlm.encoder, vlm.adapter = encoder, adapter.eval()
-        metrics = {"feature_mse": feature_mse(vlm, teacher, samples)}
+        metrics = {"feature_mse": feature_mse(encoder, adapter, build_encoder(config.align.teacher), samples)}
         write_results(folder, [], [], metrics)
         return metrics
     lora = folder / "lora"

@@ -49,6 +49,16 @@ def make_adapter(config: TrainConfig, encoder, target_name: str, target_width: i
                          llm_hidden=target_width, **config.model.adapter_options)
 
 
+def teacher_tokens(tokens: torch.Tensor, wanted: int) -> torch.Tensor:
+    """The teacher's tokens to imitate; a ViT's leading CLS token is dropped when only the patch grid fits."""
+    if tokens.shape[1] == wanted + 1:
+        return tokens[:, 1:]
+    if tokens.shape[1] != wanted:
+        raise ValueError(f"the adapter emits {wanted} tokens but the teacher has {tokens.shape[1]}; "
+                         "set the adapter's grid/token count to match")
+    return tokens
+
+
 class Checkpoints:
     """checkpoint-<step>/ folders written to a temp name then renamed; `latest` names the newest."""
 
@@ -169,7 +179,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     if teacher_encoder is not None:
         teacher_features, teacher_rows = FeatureCache(teacher_encoder).features(samples, progress=progress)
         order = torch.tensor([teacher_rows[image_id] for image_id in rows])
-        teacher = teacher_features.tokens[order]
+        teacher = teacher_tokens(teacher_features.tokens[order], adapter.num_output_tokens)
     feature_seconds = time.perf_counter() - started
     log.info("features: %d images (%d cached, %d computed) in %.1f s", len(rows), cache.hits, cache.misses,
              feature_seconds)

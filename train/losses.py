@@ -16,12 +16,12 @@ def emd_loss(image_tokens: torch.Tensor, text_embeds: torch.Tensor, text_mask: t
     `sinkhorn` (ot.sinkhorn2, entropic, `reg` relative to the largest cost) is for much larger sets.
     Gradients flow through the cost matrix (the transport plan is the subgradient).
     """
+    costs = torch.cdist(image_tokens, text_embeds.to(image_tokens.dtype))
     losses = []
-    for image, text, mask in zip(image_tokens, text_embeds, text_mask):
-        words = text[mask.bool()].to(image.dtype)
-        cost = torch.cdist(image[None], words[None])[0]  # Euclidean; finite gradient at zero distance
-        a = torch.full((image.shape[0],), 1.0 / image.shape[0], dtype=image.dtype, device=image.device)
-        b = torch.full((words.shape[0],), 1.0 / words.shape[0], dtype=image.dtype, device=image.device)
+    for cost, mask in zip(costs, text_mask.bool()):
+        cost = cost[:, mask]  # Euclidean ground cost, image tokens x caption tokens
+        a = torch.full((cost.shape[0],), 1.0 / cost.shape[0], dtype=cost.dtype, device=cost.device)
+        b = torch.full((cost.shape[1],), 1.0 / cost.shape[1], dtype=cost.dtype, device=cost.device)
         if method == "exact":
             losses.append(ot.emd2(a, b, cost))
         elif method == "sinkhorn":
