@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -15,7 +16,6 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_model, save_model
 from tqdm import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from train.config import TrainConfig
 from train.data import Sample, load_dataset
@@ -47,6 +47,17 @@ def make_adapter(config: TrainConfig, encoder, target_name: str, target_width: i
     return build_adapter(config.model.adapter, encoder=encoder.name, token_dim=encoder.embed_dim,
                          num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims, llm=target_name,
                          llm_hidden=target_width, **config.model.adapter_options)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to zero (transformers' helper would import peft and bitsandbytes)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def teacher_tokens(tokens: torch.Tensor, wanted: int) -> torch.Tensor:
@@ -190,8 +201,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     batches_per_epoch = (len(samples) + batch_size - 1) // batch_size
     updates_per_epoch = max(1, batches_per_epoch // config.train.grad_accum)
     total_updates = config.train.max_steps or updates_per_epoch * config.train.epochs
-    scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.train.warmup_steps, total_updates // 10),
-                                                total_updates)
+    scheduler = warmup_cosine(optimizer, min(config.train.warmup_steps, total_updates // 10), total_updates)
     adapter, optimizer, scheduler = accelerator.prepare(adapter, optimizer, scheduler)
 
     step, epoch, batch_in_epoch = 0, 0, 0
