@@ -85,7 +85,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 progress.write(f"error: {error}", file=sys.stderr)
         if images:
             if vlm is None:
-                vlm = _load(args.combo)
+                vlm = _load(args.combo, args.checkpoint)
             for name, caption in zip(names, vlm.caption(images, args.prompt, _settings(args))):
                 if args.json:
                     record = {"image": name, "caption": caption, "combo": vlm.name, "adapter_trained": vlm.trained}
@@ -97,10 +97,11 @@ def cmd_caption(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
-def _load(combo: str):
+def _load(combo: str, checkpoint: str | None = None):
+    from vlm_demo.combos import combo_from_checkpoint
     from vlm_demo.pipeline import VisionLanguageModel
 
-    vlm = VisionLanguageModel.from_combo(combo)
+    vlm = VisionLanguageModel.from_combo(combo_from_checkpoint(checkpoint) if checkpoint else combo)
     if not vlm.trained:
         print(f"note: combination '{vlm.name}' uses an {vlm.status}", file=sys.stderr)
     return vlm
@@ -110,7 +111,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from vlm_demo.images import open_image
 
     image = open_image(args.image)
-    vlm = _load(args.combo)
+    vlm = _load(args.combo, args.checkpoint)
     history: list[tuple[str, str]] = []
     print(f"Chatting about {args.image} with '{vlm.name}'. Empty line or /quit ends; /reset forgets the conversation.")
     while True:
@@ -137,6 +138,7 @@ def _generation_options(parser: argparse.ArgumentParser) -> None:
     from vlm_demo.combos import DEFAULT_COMBO
 
     parser.add_argument("--combo", default=DEFAULT_COMBO, help="combination name (see `list`)")
+    parser.add_argument("--checkpoint", help="an adapter folder or hub id; its config names the encoder and LLM")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-p", type=float, default=0.9)

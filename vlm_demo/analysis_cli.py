@@ -106,6 +106,10 @@ def neighbors_record(vlm, image, name: str, top_k: int, baseline_samples: int = 
     return record, table
 
 
+def _short(label: str, width: int = 20) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"
+
+
 def print_table(record: dict, table, description: str) -> None:
     """The human-readable form of a neighbors record (labels from its NeighborTable)."""
     baseline, k = record["random_baseline"], record["top_k"]
@@ -121,13 +125,13 @@ def print_table(record: dict, table, description: str) -> None:
     print(f"\nAggregate over all {len(record['tokens'])} image tokens (best cosine per vocabulary token), top {k}:")
     print(f"  {'rank':>4}  {'cosine':>7}  {'token':<20} {'id':>6}  {'best image token':>16}  {f'in top {k} of':>12}")
     for rank, entry in enumerate(table.aggregate, start=1):
-        print(f"  {rank:>4}  {entry.cosine:>7.4f}  {entry.label:<20} {entry.token_id:>6}  {entry.image_token:>16}  "
-              f"{entry.hits:>6} tokens")
+        print(f"  {rank:>4}  {entry.cosine:>7.4f}  {_short(entry.label):<20} {entry.token_id:>6}  "
+              f"{entry.image_token:>16}  {entry.hits:>6} tokens")
     print(f"\nPer image token, top {k} (cosine token; spaces shown as \u2423):")
     for index, (row, norm) in enumerate(zip(table.per_token, table.norms)):
-        cells = [f"{n.cosine:.3f} {n.label}" for n in row]
+        cells = [f"{n.cosine:.3f} {_short(n.label)}" for n in row]
         for start in range(0, len(cells), 5):
-            head = f"  #{index:<3} norm {norm:6.2f} |" if start == 0 else " " * 20 + "|"
+            head = f"  #{index:<3} norm {norm:6.2f} |" if start == 0 else " " * 19 + "|"
             print(head, "   ".join(cells[start:start + 5]))
     for spectrum in record.get("spectra", []):
         top = ", ".join(f"{v:.3g}" for v in spectrum["singular_values"][:5])
@@ -159,7 +163,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 
 def cmd_pca(args: argparse.Namespace) -> int:
-    from vlm_demo import analysis, figures
+    from vlm_demo import figures
     from vlm_demo.images import open_image
 
     out = Path(args.out)
@@ -176,7 +180,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
         names = list(args.images)
     vlm = _load(args.combo)
     if args.checkpoint:
-        groups = analysis.checkpoint_tokens(vlm, args.checkpoint, images, names)
+        groups = figures.checkpoint_tokens(vlm, args.checkpoint, images, names)
         status = "adapter checkpoints: " + ", ".join(Path(c).name for c in args.checkpoint)
     else:
         groups, status = dict(zip(names, vlm.image_tokens(images))), None

@@ -30,6 +30,8 @@ class Combo:
         """The checkpoint if it exists (a shipped folder) or is a hub id; None if it is not shipped yet."""
         if self.checkpoint is None:
             return None
+        if Path(self.checkpoint).is_dir():
+            return self.checkpoint
         local = ADAPTERS_DIR / self.checkpoint
         if local.is_dir():
             return str(local)
@@ -58,13 +60,18 @@ COMBOS: dict[str, Combo] = {
     for combo in [
         _combo("mlp", "mlp", "Linear-GELU-Linear per token, 49 image tokens (the default)"),
         _combo("linear", "linear", "one Linear layer on the pooled vector, k=1 pseudo-token", num_tokens=1),
-        _combo("query", "query", "32 learnable queries with self/cross-attention", num_queries=32),
+        _combo("query", "query", "32 learnable queries with self/cross-attention", num_queries=32, width=256,
+               num_blocks=2),
         _combo("attention", "attention", "4 self-attention blocks over the 49 tokens"),
         _combo("perceiver", "perceiver", "perceiver resampler, 32 latents"),
         _combo("multistage", "multistage", "multi-stage CNN fusion (v4) over four EfficientNet stage maps",
                version="v4"),
         _combo("tinylm", "tinylm", "tiny causal LM behind a 1-layer perceiver resampler (PaLM2-VAdapter)"),
         _combo("dinov2-mlp", "mlp", "DINOv2-small tokens through an MLP", encoder="dinov2-small"),
+        _combo("clip-mlp-qwen", "mlp", "CLIP ViT-B/16 -> MLP -> Qwen2.5-0.5B-Instruct (hub models)",
+               encoder="clip-vit-b16", llm="qwen2.5-0.5b-instruct"),
+        _combo("siglip-query-smollm2-360m", "query", "SigLIP -> 64 queries -> SmolLM2-360M (hub models)",
+               encoder="siglip-base", llm="smollm2-360m-instruct", num_queries=64),
     ]
 }
 COMBOS["default"] = COMBOS["mlp"]
@@ -75,3 +82,12 @@ def get_combo(name: str) -> Combo:
     if name not in COMBOS:
         raise ValueError(f"unknown combination '{name}'; known: {', '.join(COMBOS)}")
     return COMBOS[name]
+
+
+def combo_from_checkpoint(path_or_id: str) -> Combo:
+    """A combination defined by an adapter checkpoint's own record of its encoder and LLM."""
+    from vlm_demo.adapters.base import read_config
+
+    config = read_config(path_or_id)
+    return Combo(f"checkpoint:{path_or_id}", config.get("encoder", ""), config["kind"], config.get("llm", ""),
+                 checkpoint=str(path_or_id), description=f"adapter checkpoint {path_or_id}")

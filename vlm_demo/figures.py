@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from vlm_demo import analysis
+from vlm_demo.adapters import check_compatible, load_adapter
 from vlm_demo.analysis import Basis
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
@@ -96,6 +97,20 @@ def pca_view(vlm, token_groups: dict[str, torch.Tensor], captions: dict[str, str
                    analysis.components_for_variance(stacked), analysis.captured_variance(stacked, basis), len(stacked))
 
 
+def checkpoint_tokens(vlm, checkpoints: list[str | Path], images: list, names: list[str]) -> dict[str, torch.Tensor]:
+    """The same images' tokens from several checkpoints of one adapter (e.g. epoch 1 vs epoch 4)."""
+    features = vlm.features(images)
+    groups = {}
+    for checkpoint in checkpoints:
+        adapter = load_adapter(checkpoint)
+        check_compatible(adapter.config, vlm.encoder.name, vlm.encoder.embed_dim, vlm.llm.name, vlm.llm.hidden_size)
+        with torch.inference_mode():
+            tokens = adapter(features.to(vlm.llm.device))
+        for name, row in zip(names, tokens):
+            groups[f"{name} @ {Path(checkpoint).name}"] = row
+    return groups
+
+
 def axis_title(view: PCAView, index: int) -> str:
     return f"PC{index + 1} ({view.basis.explained[index]:.1%} of the {FIT_NAMES[view.basis.fit_on]} variance)"
 
@@ -133,7 +148,7 @@ def plotly_figure(view: PCAView) -> go.Figure:
             text=_escape(group.labels), textposition="top center", textfont={"size": 10},
             marker={"size": 9, "symbol": "diamond", "color": COLORS[(len(images) + index) % len(COLORS)]},
             hovertext=_escape(group.hover), hovertemplate="%{hovertext}<extra></extra>"))
-    status_color = "#222" if view.status == "trained adapter" else "#c00000"
+    status_color = "#c00000" if "UNTRAINED" in view.status else "#222"
     figure.update_layout(
         title={"text": f"{html.escape(view.title, quote=False)}<br>"
                        f"<span style='color:{status_color}'><b>{html.escape(view.status, quote=False)}</b></span>"
@@ -176,10 +191,13 @@ def save_png(view: PCAView, path: str | Path) -> Path:
     for xy, label, color in notes_to_place:  # token labels as on hover; skip those that would overlap
         x, y = axes.transData.transform(xy)
         width = 5.5 * len(label) + 6
+        if x + width > axes.bbox.x1:  # near the right edge: write the label to the left of its point
+            x -= width
         if all(x > px + pw or px > x + width or abs(y - py) > 11 for px, py, pw in placed):
             placed.append((x, y, width))
-            axes.annotate(_plain(label), xy, xytext=(3, 3), textcoords="offset points", fontsize=7, color=color,
-                          zorder=5)
+            left = x < axes.transData.transform(xy)[0]
+            axes.annotate(_plain(label), xy, xytext=(-3 if left else 3, 3), textcoords="offset points", fontsize=7,
+                          color=color, ha="right" if left else "left", zorder=5)
     axes.set_xlabel(axis_title(view, 0))
     axes.set_ylabel(axis_title(view, 1))
     axes.grid(alpha=0.3)
@@ -187,7 +205,7 @@ def save_png(view: PCAView, path: str | Path) -> Path:
     for handle in legend.legend_handles:
         handle.set_alpha(1)
         handle.set_sizes([30])
-    color = "#222" if view.status == "trained adapter" else "#c00000"
+    color = "#c00000" if "UNTRAINED" in view.status else "#222"
     figure.suptitle(_plain(view.title), fontsize=12, fontweight="bold", x=0.01, ha="left")
     figure.text(0.01, 0.925, _plain(view.status), fontsize=11, fontweight="bold", color=color)
     axes.set_title(notes(view), fontsize=8.5, loc="left", color="#333")

@@ -52,6 +52,9 @@ def load_causal_lm(
     device: str | None = None,
 ) -> LanguageModel:
     """Load a causal LM from a folder or hub id, optionally 4-bit/8-bit (bitsandbytes) and with LoRA (peft)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # loading takes a second; its per-tensor bar is noise
     kwargs: dict = {"dtype": dtype}
     if quantization:
         from transformers import BitsAndBytesConfig  # bitsandbytes is imported only when asked for

@@ -64,32 +64,48 @@ def read_card(folder: Path) -> Card | None:
     return Card(folder.name, folder, config, readme, curve, safetensors_parameters(folder / "model.safetensors"))
 
 
-def shipped_cards(root: Path = ADAPTERS_DIR) -> list[Card]:
+def shipped_cards(root: Path | None = None) -> list[Card]:
+    """Every checkpoint folder under assets/adapters (or `root`)."""
+    root = root or ADAPTERS_DIR
     if not root.is_dir():
         return []
     cards = [read_card(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
     return [card for card in cards if card is not None]
 
 
-def overview_rows(cards: list[Card]) -> list[list[str]]:
-    """One row per registered combination: shipped or not, and its parameter count when shipped."""
+def overview_rows(cards: list[Card]) -> list[dict[str, Any]]:
+    """One row per registered combination (shipped or not), then shipped checkpoints no combination names."""
     by_name = {card.name: card for card in cards}
     rows = []
     for name, combo in COMBOS.items():
         if name == DEFAULT_COMBO:
             continue
         card = by_name.get(combo.checkpoint or "")
-        state = "\u2705 shipped" if card else "not shipped yet"
-        params = human_count(card.parameters) if card and card.parameters else ""
-        rows.append([name + (" (default)" if combo is COMBOS[DEFAULT_COMBO] else ""), combo.adapter, combo.encoder,
-                     combo.llm, state, params])
+        rows.append({"name": name, "default": combo is COMBOS[DEFAULT_COMBO], "adapter": combo.adapter,
+                     "encoder": combo.encoder, "llm": combo.llm, "card": card, "description": combo.description})
     known = {combo.checkpoint for combo in COMBOS.values()}
-    for card in cards:  # checkpoints that no registered combination names
+    for card in cards:
         if card.name not in known:
-            rows.append([card.name, str(card.config.get("kind", "?")), str(card.config.get("encoder", "?")),
-                         str(card.config.get("llm", "?")), "\u2705 shipped (extra)",
-                         human_count(card.parameters) if card.parameters else ""])
+            rows.append({"name": card.name, "default": False, "adapter": str(card.config.get("kind", "?")),
+                         "encoder": str(card.config.get("encoder", "?")), "llm": str(card.config.get("llm", "?")),
+                         "card": card, "description": "shipped checkpoint"})
     return rows
+
+
+def overview_html(cards: list[Card]) -> str:
+    """The table of combinations with a shipped / not shipped badge and the parameter count."""
+    lines = []
+    for row in overview_rows(cards):
+        card = row["card"]
+        badge = ('<span class="vd-badge vd-ok">trained · shipped</span>' if card else
+                 '<span class="vd-badge vd-muted-badge">not shipped · runs untrained</span>')
+        params = human_count(card.parameters) if card and card.parameters else "—"
+        default = ' <span class="vd-badge vd-default">default</span>' if row["default"] else ""
+        lines.append(f"<tr><td><b>{html.escape(row['name'])}</b>{default}<div class=\"vd-note\">"
+                     f"{html.escape(row['description'])}</div></td><td>{html.escape(row['encoder'])}</td>"
+                     f"<td>{html.escape(row['llm'])}</td><td>{badge}</td><td class=\"vd-num\">{params}</td></tr>")
+    return ('<table class="vd-table"><thead><tr><th>Combination</th><th>Encoder</th><th>LLM</th><th>Checkpoint</th>'
+            f'<th class="vd-num">Parameters</th></tr></thead><tbody>{"".join(lines)}</tbody></table>')
 
 
 def facts_html(card: Card) -> str:
@@ -117,11 +133,11 @@ def show(name: str | None) -> tuple[str, str, Any]:
     return facts, text, gr.update(value=curve, visible=curve is not None)
 
 
-def refresh() -> tuple[Any, list[list[str]], str, str, Any]:
+def refresh() -> tuple[Any, str, str, str, Any]:
     cards = shipped_cards()
     names = [card.name for card in cards]
     value = names[0] if names else None
-    return (gr.update(choices=names, value=value, visible=bool(names)), overview_rows(cards), *show(value))
+    return (gr.update(choices=names, value=value, visible=bool(names)), overview_html(cards), *show(value))
 
 
 def build() -> None:
@@ -131,9 +147,7 @@ def build() -> None:
     gr.Markdown("Every registered combination and whether its trained adapter ships with the app. Pick a shipped "
                 "checkpoint to read its card: data, stages, steps, held-out metrics and loss curve.",
                 elem_classes=["vd-lead"])
-    overview = gr.Dataframe(overview_rows(cards), headers=["Combination", "Adapter", "Encoder", "LLM", "Trained",
-                                                           "Parameters"], interactive=False, elem_id="vd-models-table",
-                            max_height=520, column_widths=["18%", "13%", "20%", "23%", "14%", "12%"])
+    overview = gr.HTML(overview_html(cards), elem_id="vd-models-table")
     with gr.Row(equal_height=True):
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Model card", visible=bool(names),
                              scale=4, elem_id="vd-card-picker")

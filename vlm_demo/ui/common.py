@@ -7,9 +7,14 @@ import functools
 import html
 import inspect
 import logging
+import os
 import re
+import socket
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import gradio as gr
 from PIL import Image
@@ -20,6 +25,7 @@ from vlm_demo.encoders import ENCODERS
 from vlm_demo.images import ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
 from vlm_demo.pipeline import VisionLanguageModel
+from vlm_demo.sources import hub_cached, hub_offline
 from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
@@ -27,6 +33,7 @@ DEFAULT = COMBOS[DEFAULT_COMBO]
 STAGE_MAP_ENCODERS = {"efficientnet-lite0", "resnet-50"}  # encoders that hand stage maps to `multistage`
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_NEW_TOKENS = 256
+_HUB_STATE: list = []  # [checked at (monotonic seconds), reachable]
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
     import spaces
@@ -140,12 +147,50 @@ def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> 
                  adapter_options=dict(options), description="ad-hoc combination (no checkpoint ships)")
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers on its port (remembered for a minute); False in HF_HUB_OFFLINE mode."""
+    if hub_offline():
+        return False
+    now = time.monotonic()
+    if _HUB_STATE and now - _HUB_STATE[0] < 60:
+        return _HUB_STATE[1]
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    _HUB_STATE[:] = [now, reachable]
+    return reachable
+
+
+def hub_parts(combo: Combo) -> list[str]:
+    """Parts of a combination that are neither packaged, in the HF cache, nor loaded: they need the hub."""
+    cache, parts = get_cache(), []
+    if not cache.has("encoder", combo.encoder) and ENCODERS[combo.encoder].availability().startswith("needs hub"):
+        parts.append(f"encoder {combo.encoder}")
+    spec = LLMS.get(combo.llm)
+    needs = spec.availability().startswith("needs hub") if spec else not hub_cached(combo.llm)
+    if needs and not cache.has("llm", combo.llm):
+        parts.append(f"LLM {combo.llm}")
+    checkpoint = combo.checkpoint_path
+    if checkpoint and not Path(checkpoint).is_dir() and not hub_cached(checkpoint):
+        parts.append(f"adapter checkpoint {checkpoint}")
+    return parts
+
+
 def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
     """The combination from the shared cache, reporting loading through gr.Progress; failures become gr.Error."""
     def report(fraction: float, text: str) -> None:
         if progress is not None:
             progress(fraction, desc=text)
 
+    if not get_cache().is_loaded(combo):
+        remote = hub_parts(combo)
+        if remote and not hub_reachable():
+            raise gr.Error(f"{' and '.join(remote).capitalize()} must be downloaded from the Hugging Face hub, which "
+                           "this server cannot reach. The packaged parts (efficientnet-lite0, dinov2-small, "
+                           "smollm2-135m-instruct) work offline.", title="Needs the hub")
     try:
         return get_cache().vlm(combo, report)
     except (LoadError, CheckpointError, ValueError) as error:

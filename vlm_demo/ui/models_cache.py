@@ -97,6 +97,11 @@ class ModelCache:
         with self._lock:
             return combo_key(combo) in self._entries
 
+    def has(self, kind: str, name: str) -> bool:
+        """Whether an encoder or LLM is in memory (kind "encoder" or "llm")."""
+        with self._lock:
+            return (kind, name) in self._entries
+
     def loaded(self) -> list[dict[str, Any]]:
         """What is in memory, most recently used last."""
         with self._lock:

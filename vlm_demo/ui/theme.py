@@ -46,6 +46,15 @@ CSS = """
 .vd-badge { display: inline-block; font-size: 12px; font-weight: 700; border-radius: 999px; padding: 2px 10px; }
 .vd-ok { background: #dcfce7; color: #166534; border: 1px solid #86efac; }
 .vd-warn { background: #fef3c7; color: #92400e; border: 1px solid #fcd34d; }
+.vd-default { background: #e0e7ff; color: #3730a3; border: 1px solid #a5b4fc; margin-left: 6px; }
+.vd-muted-badge { background: var(--background-fill-secondary); color: var(--body-text-color-subdued);
+  border: 1px solid var(--border-color-primary); font-weight: 600; }
+.vd-table { width: 100%; border-collapse: collapse; font-size: 14px; }
+.vd-table th { text-align: left; font-size: 12px; text-transform: uppercase; letter-spacing: .04em;
+  color: var(--body-text-color-subdued); padding: 8px 10px; border-bottom: 1px solid var(--border-color-primary); }
+.vd-table td { padding: 8px 10px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top; }
+.vd-table .vd-note { margin-top: 2px; font-size: 12px; }
+.vd-num { text-align: right !important; white-space: nowrap; }
 .vd-lead { font-size: 14px; color: var(--body-text-color-subdued); }
 .vd-empty { padding: 28px; text-align: center; color: var(--body-text-color-subdued); border: 1px dashed
   var(--border-color-primary); border-radius: 12px; width: 100%; }
