@@ -19,6 +19,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "neighbors", help="nearest vocabulary tokens (cosine) of each image token, their aggregate and baselines")
     neighbors.add_argument("image")
     neighbors.add_argument("--combo", default=DEFAULT_COMBO, help="combination name (see `list`)")
+    neighbors.add_argument("--checkpoint", metavar="DIR",
+                           help="an adapter folder or hub id instead of --combo; its config names the encoder and LLM")
     neighbors.add_argument("--top-k", type=int, default=10, help="vocabulary tokens per image token (default 10)")
     neighbors.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     neighbors.add_argument("--baseline-samples", type=int, default=256,
@@ -44,16 +46,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      help="overlay the tokens of a reference caption (repeatable)")
     pca.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
                      help="plot this adapter checkpoint's tokens instead of the combination's adapter (repeatable, "
-                          "e.g. epoch 1 and epoch 4 of one adapter)")
+                          "e.g. epoch 1 and epoch 4 of one adapter); the first one's config names the encoder and LLM")
     pca.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for --caption")
     pca.add_argument("--max-new-tokens", type=int, default=32)
     pca.set_defaults(handler=cmd_pca)
 
 
-def _load(combo: str):
+def _load(combo: str, checkpoint: str | None = None):
+    from vlm_demo.combos import combo_from_checkpoint
     from vlm_demo.pipeline import VisionLanguageModel
 
-    vlm = VisionLanguageModel.from_combo(combo)
+    vlm = VisionLanguageModel.from_combo(combo_from_checkpoint(checkpoint) if checkpoint else combo)
     if not vlm.trained:
         print(f"note: combination '{vlm.name}' uses an {vlm.status}", file=sys.stderr)
     return vlm
@@ -152,7 +155,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
         raise ValueError("--baseline-samples must be at least 1")
     settings = _settings(args)
     image = open_image(args.image)
-    vlm = _load(args.combo)
+    vlm = _load(args.combo, args.checkpoint)
     record, table = neighbors_record(vlm, image, args.image, args.top_k, args.baseline_samples, args.spectrum,
                                      args.ablate, args.prompt, settings)
     if args.json:
@@ -178,7 +181,7 @@ def cmd_pca(args: argparse.Namespace) -> int:
     names = [Path(path).name for path in args.images]
     if len(set(names)) < len(names):
         names = list(args.images)
-    vlm = _load(args.combo)
+    vlm = _load(args.combo, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
         groups = figures.checkpoint_tokens(vlm, args.checkpoint, images, names)
         status = "adapter checkpoints: " + ", ".join(Path(c).name for c in args.checkpoint)
