@@ -18,8 +18,10 @@ CARD_METRICS = [
     ("vqa_exact_match", "overall", "shapes VQA exact match (all types)"),
     ("digits_accuracy", "lenient", "digits accuracy, class named (thesis)"),
     ("digits_accuracy", "strict", "digits accuracy, strict"),
+    ("digits_accuracy", "majority_class_baseline", "digits: always answering the commonest class"),
     ("textiles_accuracy", "lenient", "textiles accuracy, class named (thesis)"),
     ("textiles_accuracy", "strict", "textiles accuracy, strict"),
+    ("textiles_accuracy", "majority_class_baseline", "textiles: always answering the commonest class"),
     ("caption", "bleu4", "shapes caption BLEU-4 (sacrebleu)"),
     ("caption", "cider", "shapes caption CIDEr-D"),
 ]
@@ -95,9 +97,10 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict) -> str:
         how = ("Earth Mover's Distance (POT, exact) between the adapter's tokens and the caption's token embeddings; "
                "no LLM forward" if stage == "align" else
                f"cross-entropy on the answer tokens through the {config.caption.llm_mode} LLM")
-        stage_lines.append(f"- **{stage}**: {how}; {summary.get('steps', '?')} steps, "
-                           f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
-                           f"on {summary.get('device', '?')}")
+        batch = summary.get("batch_size", "?")
+        stage_lines.append(f"- **{stage}**: {how}; {summary.get('steps', '?')} steps of batch {batch} from a "
+                           f"training set of {summary.get('samples', '?')} samples, "
+                           f"{summary.get('train_seconds', 0) / 60:.1f} min on {summary.get('device', '?')}")
     return f"""---
 library_name: vlm_demo
 tags: [vision-language-adapter, vlm_demo]
@@ -105,10 +108,10 @@ license: apache-2.0
 ---
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 
-A `{config.model.adapter}` adapter that turns EfficientNet-Lite0 image features into pseudo-tokens for the frozen
-SmolLM2-135M-Instruct. Trained on this project's CPU machine; small data, small budget: it knows synthetic
-shapes, handwritten digits and three textile classes, not the open world. Photos outside that world get
-captions about shapes and textures.
+A `{config.model.adapter}` adapter that turns `{config.model.encoder}` image features into pseudo-tokens for the
+frozen `{config.model.llm}`. Trained on a 2-core CPU with a small budget: it has seen synthetic shapes,
+handwritten digits and three textile classes, not the open world, so photos outside that world get captions
+about shapes, digits or textiles.
 
 - Trainable parameters: {params:,}
 - Options: `{json.dumps(config.model.adapter_options) if config.model.adapter_options else "defaults"}`

@@ -100,13 +100,16 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
     if vqa:
         metrics["vqa_exact_match"] = {q: sum(v) / len(v) for q, v in sorted(vqa.items())}
         metrics["vqa_exact_match"]["overall"] = sum(sum(v) for v in vqa.values()) / sum(len(v) for v in vqa.values())
-    classes = defaultdict(list)
+    classes, labels = defaultdict(list), defaultdict(list)
     for sample, answer in zip(samples, answers):
         if sample.task == "classify":
             classes[sample.qtype].append(classification_correct(answer, sample))
+            labels[sample.qtype].append(sample.label)
     for name, results in sorted(classes.items()):
+        majority = max(labels[name].count(label) for label in set(labels[name])) / len(results)
         metrics[f"{name}_accuracy"] = {"lenient": sum(r[0] for r in results) / len(results),
-                                       "strict": sum(r[1] for r in results) / len(results), "count": len(results)}
+                                       "strict": sum(r[1] for r in results) / len(results), "count": len(results),
+                                       "majority_class_baseline": majority}
     return metrics
 
 

@@ -261,7 +261,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     accelerator.unwrap_model(adapter).save_pretrained(final)
     if parts.save_extra:
         parts.save_extra(str(output / "lora"))
-    summary = {"stage": stage, "steps": step, "samples": len(samples), "images": len(rows),
+    summary = {"stage": stage, "steps": step, "batch_size": batch_size, "samples": len(samples), "images": len(rows),
                "train_seconds": time.perf_counter() - run_clock, "feature_seconds": feature_seconds,
                "trainable_parameters": sum(p.numel() for p in trainable), "device": str(accelerator.device)}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
