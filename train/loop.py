@@ -49,6 +49,10 @@ def make_adapter(config: TrainConfig, encoder, target_name: str, target_width: i
                          llm_hidden=target_width, **config.model.adapter_options)
 
 
+def uses_stages(config: TrainConfig) -> bool:
+    return config.model.adapter == "multistage" or bool(config.model.adapter_options.get("stage_features"))
+
+
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up then cosine decay to zero (transformers' helper would import peft and bitsandbytes)."""
 
@@ -183,7 +187,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     samples = gather_samples(config.data.train, "train")
     if not samples:
         raise ValueError("the training data is empty")
-    cache = FeatureCache(encoder, keep_stages=config.model.adapter == "multistage")
+    cache = FeatureCache(encoder, keep_stages=uses_stages(config))
     started = time.perf_counter()
     features, rows = cache.features(samples, progress=progress)
     teacher = None
