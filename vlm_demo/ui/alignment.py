@@ -104,15 +104,12 @@ def build(controls: Controls) -> None:
         caption = gr.Textbox(label="Caption with the image tokens", lines=2, interactive=False, elem_id="vd-abl-real")
         ablated = gr.Textbox(label="Caption with each image token replaced by its nearest vocabulary token", lines=2,
                              interactive=False, elem_id="vd-abl-nearest")
-    with gr.Row():
-        with gr.Column(scale=2, min_width=300):
-            aggregate = gr.Dataframe(headers=AGGREGATE_HEADERS, label=f"Top {TOP_K} vocabulary tokens over all image "
-                                     "tokens", interactive=False, elem_id="vd-agg-table", max_height=440,
-                                     column_widths=["10%", "32%", "20%", "20%", "18%"])
-        with gr.Column(scale=3, min_width=360):
-            per_token = gr.Dataframe(headers=PER_TOKEN_HEADERS, label="Nearest tokens of each image token",
-                                     interactive=False, elem_id="vd-token-table", max_height=440,
-                                     column_widths=["13%", "11%", "17%", "13%", "46%"])
+    aggregate = gr.Dataframe(headers=AGGREGATE_HEADERS, label=f"Top {TOP_K} vocabulary tokens over all image tokens",
+                             interactive=False, elem_id="vd-agg-table", max_height=460,
+                             column_widths=["6%", "34%", "20%", "20%", "20%"])
+    per_token = gr.Dataframe(headers=PER_TOKEN_HEADERS, label="Nearest tokens of each image token",
+                             interactive=False, elem_id="vd-token-table", max_height=460,
+                             column_widths=["12%", "10%", "18%", "12%", "48%"])
     run.click(analyse, [controls.image, fit, *controls.combination, *controls.settings],
               [plot, stats, aggregate, per_token, caption, ablated], api_name="alignment",
               concurrency_id="generate", concurrency_limit=2)

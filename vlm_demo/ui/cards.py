@@ -97,8 +97,8 @@ def overview_html(cards: list[Card]) -> str:
     lines = []
     for row in overview_rows(cards):
         card = row["card"]
-        badge = ('<span class="vd-badge vd-ok">trained · shipped</span>' if card else
-                 '<span class="vd-badge vd-muted-badge">not shipped · runs untrained</span>')
+        badge = ('<span class="vd-badge vd-ok">trained \u00b7 shipped</span>' if card else
+                 '<span class="vd-badge vd-muted-badge">not shipped</span>')
         params = human_count(card.parameters) if card and card.parameters else "—"
         default = ' <span class="vd-badge vd-default">default</span>' if row["default"] else ""
         lines.append(f"<tr><td><b>{html.escape(row['name'])}</b>{default}<div class=\"vd-note\">"
@@ -115,7 +115,7 @@ def facts_html(card: Card) -> str:
              ("Token width in \u2192 out", f"{config.get('token_dim', '?')} \u2192 {config.get('llm_hidden', '?')}")]
     cells = "".join(f'<div class="vd-fact"><div class="vd-fact-k">{html.escape(k)}</div>'
                     f'<div class="vd-fact-v">{html.escape(str(v))}</div></div>' for k, v in items)
-    return f'<div class="vd-facts">{cells}</div>'
+    return f'<div class="vd-facts vd-small">{cells}</div>'
 
 
 def card_parts(name: str | None) -> tuple[str, str, str | None]:
@@ -148,18 +148,17 @@ def build() -> None:
                 "checkpoint to read its card: data, stages, steps, held-out metrics and loss curve.",
                 elem_classes=["vd-lead"])
     overview = gr.HTML(overview_html(cards), elem_id="vd-models-table")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Model card", visible=bool(names),
                              scale=4, elem_id="vd-card-picker")
-        reload = gr.Button("\u21bb Rescan assets/adapters", scale=1, min_width=120)
+        reload = gr.Button("\u21bb Rescan", size="sm", scale=1, min_width=100)
     facts0, text0, curve0 = card_parts(names[0] if names else None)
-    facts = gr.HTML(facts0)
-    with gr.Row():
+    with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            text = gr.Markdown(text0, elem_id="vd-card-text")
+            facts = gr.HTML(facts0)
         with gr.Column(scale=2):
-            curve = gr.Image(curve0, label="Loss curve", interactive=False, visible=curve0 is not None,
-                             elem_id="vd-loss-curve",
-                             buttons=["fullscreen", "download"])
+            curve = gr.Image(curve0, label="Loss curve", interactive=False, visible=curve0 is not None, height=260,
+                             elem_id="vd-loss-curve", buttons=["fullscreen", "download"])
+    text = gr.Markdown(text0, elem_id="vd-card-text")
     picker.change(show, picker, [facts, text, curve], api_name="model_card", queue=False)
     reload.click(refresh, None, [picker, overview, facts, text, curve], api_visibility="private", queue=False)

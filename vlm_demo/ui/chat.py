@@ -41,7 +41,7 @@ def to_pairs(history: Messages | None) -> list[tuple[str, str]]:
 
 
 def _answer(image: Any, message: str, history: Messages | None, encoder: str, adapter: str, llm: str,
-            settings: tuple, progress: Any) -> Iterator[tuple[Messages, str, str]]:
+            settings: tuple, progress: Any) -> Iterator[tuple[Messages, str]]:
     picture = load_image(image)
     combo = resolve_combo(encoder, adapter, llm)
     options = settings_from(*settings)
@@ -52,31 +52,35 @@ def _answer(image: Any, message: str, history: Messages | None, encoder: str, ad
     shown = [{"role": role, "content": text} for user, answer in turns for role, text in
              (("user", user), ("assistant", answer))]
     shown += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-    yield shown, "", status
+    yield shown, status
     answer = ""
     for piece in vlm.chat(picture, question, turns, options):
         answer += piece
         shown[-1]["content"] = answer
-        yield shown, "", status
+        yield shown, status
     shown[-1]["content"] = answer.strip() or "(the model gave an empty answer)"
-    yield shown, "", status
+    yield shown, status
 
 
 @user_errors
 @gpu
 def respond(image: Any, message: str, history: Messages, encoder: str, adapter: str, llm: str, max_new_tokens: int,
             temperature: float, top_p: float, seed: int,
-            progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str, str]]:  # noqa: B008
-    """Stream the answer to a message about the image."""
-    yield from _answer(image, message, history, encoder, adapter, llm, (max_new_tokens, temperature, top_p, seed),
-                       progress)
+            progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, Any, str]]:  # noqa: B008
+    """Stream the answer to a message about the image; the message box is emptied once, not on every piece."""
+    shown: Messages = []
+    status = ""
+    for index, (shown, status) in enumerate(_answer(image, message, history, encoder, adapter, llm,
+                                                     (max_new_tokens, temperature, top_p, seed), progress)):
+        yield shown, "" if index == 0 else gr.skip(), status
+    yield shown, "", status
 
 
 @user_errors
 @gpu
 def describe(image: Any, history: Messages, encoder: str, adapter: str, llm: str, max_new_tokens: int,
              temperature: float, top_p: float, seed: int,
-             progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str, str]]:  # noqa: B008
+             progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str]]:  # noqa: B008
     """Ask for a description of the image (a caption) in the conversation."""
     yield from _answer(image, DEFAULT_PROMPT, history, encoder, adapter, llm,
                        (max_new_tokens, temperature, top_p, seed), progress)
@@ -86,7 +90,7 @@ def describe(image: Any, history: Messages, encoder: str, adapter: str, llm: str
 @gpu
 def regenerate(image: Any, history: Messages, encoder: str, adapter: str, llm: str, max_new_tokens: int,
                temperature: float, top_p: float, seed: int,
-               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str, str]]:  # noqa: B008
+               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str]]:  # noqa: B008
     """Answer the last user message again (change the seed or temperature for a different answer)."""
     history = list(history or [])
     last = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=None)
@@ -112,6 +116,14 @@ def caption(image: FileData, prompt: str = DEFAULT_PROMPT, encoder: str = DEFAUL
             "llm": combo.llm, "adapter_trained": combo.trained, "seconds": round(time.perf_counter() - start, 3)}
 
 
+def _lock() -> list[Any]:
+    return [gr.update(interactive=False)] * 4
+
+
+def _unlock() -> list[Any]:
+    return [gr.update(interactive=True)] * 4
+
+
 def build(controls: Controls) -> None:
     """Render the Chat tab's body and wire it to the shared controls."""
     chatbot = gr.Chatbot(height=470, label="Conversation", elem_id="vd-chatbot", buttons=["copy", "copy_all"],
@@ -128,13 +140,20 @@ def build(controls: Controls) -> None:
         clear_button = gr.Button("Clear", elem_id="vd-clear")
 
     shared = [*controls.combination, *controls.settings]
-    outputs = [chatbot, message, controls.status]
-    send.click(respond, [controls.image, message, chatbot, *shared], outputs, api_name="chat", **GENERATION)
-    message.submit(respond, [controls.image, message, chatbot, *shared], outputs, api_visibility="private",
-                   **GENERATION)
-    describe_button.click(describe, [controls.image, chatbot, *shared], outputs, api_name="describe", **GENERATION)
-    regenerate_button.click(regenerate, [controls.image, chatbot, *shared], outputs, api_name="regenerate",
-                            **GENERATION)
+    outputs = [chatbot, controls.status]
+    busy = [message, send, describe_button, regenerate_button]  # one answer at a time per page
+    events = [
+        (send.click, respond, [controls.image, message, chatbot, *shared], [chatbot, message, controls.status],
+         {"api_name": "chat"}),
+        (message.submit, respond, [controls.image, message, chatbot, *shared], [chatbot, message, controls.status],
+         {"api_visibility": "private"}),
+        (describe_button.click, describe, [controls.image, chatbot, *shared], outputs, {"api_name": "describe"}),
+        (regenerate_button.click, regenerate, [controls.image, chatbot, *shared], outputs, {"api_name": "regenerate"}),
+    ]
+    for trigger, function, inputs, targets, api in events:
+        trigger(_lock, None, busy, api_visibility="private", queue=False).then(
+            function, inputs, targets, **api, **GENERATION).then(_unlock, None, busy, api_visibility="private",
+                                                                 queue=False)
     clear_button.click(lambda: ([], ""), None, [chatbot, message], api_visibility="private", queue=False)
     controls.image.change(lambda: [], None, [chatbot], api_visibility="private", queue=False)
     gr.api(user_errors(caption), api_name="caption", **GENERATION)

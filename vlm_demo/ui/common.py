@@ -222,6 +222,10 @@ def human_count(count: int) -> str:
     return str(count)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def status_html(combo: Combo, vlm: VisionLanguageModel | None = None) -> str:
     """The trained/untrained badge and one line about the combination."""
     if combo.trained:
@@ -236,7 +240,7 @@ def status_html(combo: Combo, vlm: VisionLanguageModel | None = None) -> str:
         vlm = _loaded(combo)
     if vlm is not None:
         size = (f"{human_count(vlm.adapter.num_parameters())} adapter parameters \u00b7 "
-                f"{vlm.adapter.num_output_tokens} image tokens \u00b7 loaded")
+                f"{plural(vlm.adapter.num_output_tokens, 'image token')} \u00b7 loaded")
     else:
         size = "loads on first use"
     return (f'<div class="vd-status">{badge}<span class="vd-parts">{parts}</span>'

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -16,6 +18,7 @@ from vlm_demo.ui.common import (
     encoder_choices,
     gpu,
     llm_choices,
+    load_image,
     load_vlm,
     resolve_combo,
     status_html,
@@ -58,8 +61,9 @@ def example_files() -> list[str]:
 
 def build() -> Controls:
     """Render the shared column; call inside a gr.Column."""
-    image = upload_image(label="Image", height=260, sources=["upload", "clipboard"], elem_id="vd-image")
     examples = example_files()
+    first = next((path for path in examples if Path(path).stem == "chelsea"), examples[0] if examples else None)
+    image = upload_image(value=first, label="Image", height=260, sources=["upload", "clipboard"], elem_id="vd-image")
     if examples:
         gr.Examples(examples=[[path] for path in examples], inputs=[image], label="Examples \u2014 photos and shapes",
                     examples_per_page=8, elem_id="vd-examples")
@@ -81,6 +85,9 @@ def build() -> Controls:
 
 
 def _wire(controls: Controls) -> None:
+    controls.image.upload(check_upload, controls.image, None, api_visibility="private", show_progress="hidden",
+                          concurrency_limit=None).failure(lambda: None, None, controls.image, api_visibility="private",
+                                               queue=False)  # take a bad file out of the image box
     parts, quiet = controls.combination, {"api_visibility": "private", "queue": False}
     for component in parts:
         if component is controls.adapter:
@@ -91,6 +98,12 @@ def _wire(controls: Controls) -> None:
         api = {"api_name": "load_combination"} if component is controls.adapter else {"api_visibility": "private"}
         event.then(prepare, parts, [controls.status], concurrency_id="load", concurrency_limit=2,
                    show_progress="minimal", **api)
+
+
+def check_upload(image: Any) -> None:
+    """Say at once when an upload cannot be used (every tab would refuse it later anyway)."""
+    if image is not None:
+        load_image(image)
 
 
 def refresh_adapters(encoder: str, adapter: str, llm: str) -> Any:
@@ -105,7 +118,7 @@ def status_only(encoder: str, adapter: str, llm: str) -> str:
         return status_html(resolve_combo(encoder, adapter, llm))
     except gr.Error as error:
         return f'<div class="vd-status"><span class="vd-badge vd-warn">Impossible choice</span>' \
-               f'<div class="vd-note">{error.message}</div></div>'
+               f'<div class="vd-note">{html.escape(str(error.message))}</div></div>'
 
 
 @user_errors

@@ -43,7 +43,8 @@ CSS = """
 .vd-parts { margin-left: 8px; }
 .vd-note { color: var(--body-text-color-subdued); font-size: 13px; margin-top: 4px; }
 .vd-warn-text { color: #b45309; }
-.vd-badge { display: inline-block; font-size: 12px; font-weight: 700; border-radius: 999px; padding: 2px 10px; }
+.vd-badge { display: inline-block; white-space: nowrap; font-size: 12px; font-weight: 700; border-radius: 999px;
+  padding: 2px 10px; }
 .vd-ok { background: #dcfce7; color: #166534; border: 1px solid #86efac; }
 .vd-warn { background: #fef3c7; color: #92400e; border: 1px solid #fcd34d; }
 .vd-default { background: #e0e7ff; color: #3730a3; border: 1px solid #a5b4fc; margin-left: 6px; }
@@ -75,11 +76,12 @@ CSS = """
 .vd-stats span { font-size: 12px; background: var(--background-fill-secondary); border-radius: 6px; padding: 3px 8px; }
 .vd-cursor { color: #6366f1; animation: vd-blink 1s step-end infinite; }
 @keyframes vd-blink { 50% { opacity: 0; } }
-.vd-facts { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 10px; margin: 4px 0; }
+.vd-facts { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 10px; margin: 4px 0; }
 .vd-fact { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px;
   background: var(--block-background-fill); }
 .vd-fact-k { font-size: 12px; color: var(--body-text-color-subdued); text-transform: uppercase; letter-spacing: .04em; }
-.vd-fact-v { font-size: 20px; font-weight: 700; margin-top: 2px; }
+.vd-fact-v { font-size: 18px; font-weight: 700; margin-top: 2px; overflow-wrap: anywhere; }
+.vd-small .vd-fact-v { font-size: 15px; }
 .vd-fact-s { font-size: 12px; color: var(--body-text-color-subdued); }
 #vd-examples .gallery-item, #vd-examples button { border-radius: 8px; }
 footer { opacity: 0.7; }

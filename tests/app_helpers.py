@@ -1,0 +1,35 @@
+"""Helpers shared by the app tests: a free loopback port and the app served in-process."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "assets" / "examples"
+PHOTO = EXAMPLES / "chelsea.jpg"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_app() -> Iterator[str]:
+    """The real app on a free loopback port in this process; yields its URL and closes it afterwards."""
+    from vlm_demo.ui import build_app, launch
+
+    app = build_app()
+    port = free_port()
+    launch(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()

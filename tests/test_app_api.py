@@ -1,0 +1,177 @@
+"""The Gradio app through gradio_client, served in-process on a loopback port: caption, chat, compare, alignment."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from app_helpers import PHOTO, serve_app
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+FAST = {"max_new_tokens": 6}
+
+
+@pytest.fixture(scope="module")
+def client():
+    from gradio_client import Client
+
+    with serve_app() as url:
+        yield Client(url, verbose=False)
+
+
+def photo():
+    from gradio_client import handle_file
+
+    return handle_file(str(PHOTO))
+
+
+def test_caption_endpoint(client):
+    result = client.predict(image=photo(), api_name="/caption", **FAST)
+    assert result["caption"].strip() and result["combination"] == "mlp"
+    assert result["encoder"] == "efficientnet-lite0" and result["llm"] == "smollm2-135m-instruct"
+    assert isinstance(result["adapter_trained"], bool)
+
+
+def test_chat_streams_and_keeps_the_conversation(client):
+    job = client.submit(photo(), "What is in the picture?", [], api_name="/chat", **FAST)
+    history, message, status = job.result()
+    assert len(job.outputs()) > 2  # streamed: the empty answer first, then pieces
+    assert [m["role"] for m in history] == ["user", "assistant"] and message == ""
+    assert history[1]["content"][0]["text"].strip()
+    assert "adapter" in status.lower() and ("Untrained" in status or "Trained" in status)
+    history, _, _ = client.predict(photo(), "And what colour is it?", history, api_name="/chat", **FAST)
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    again, _ = client.predict(photo(), history, api_name="/regenerate", **FAST)
+    assert len(again) == 4 and again[2]["content"][0]["text"] == "And what colour is it?"
+
+
+def test_describe_then_regenerate_with_the_same_seed_repeats(client):
+    first, _ = client.predict(photo(), [], api_name="/describe", **FAST)
+    second, _ = client.predict(photo(), first, api_name="/regenerate", **FAST)
+    assert first[0]["content"][0]["text"] == "Describe this image."
+    assert second[-1]["content"] == first[-1]["content"]
+
+
+def test_compare_three_adapters_same_seed(client):
+    board, results = client.predict(photo(), "Describe this image.", ["mlp", "linear", "query"], api_name="/compare",
+                                    **FAST)
+    assert [r["adapter"] for r in results] == ["mlp", "linear", "query"]
+    for result in results:
+        assert result["caption"] and result["tokens"] > 0 and result["ttft_s"] > 0 and result["parameters"] > 0
+        assert result["tokens_per_s"] >= 0 and result["image_tokens"] > 0
+    assert results[1]["image_tokens"] == 1  # the linear adapter's single pseudo-token
+    assert board.count('class="vd-card"') == 3 and "tokens/s" in board
+
+
+def test_compare_needs_two_to_four_adapters(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Pick 2 to 4 adapters"):
+        client.predict(photo(), "Describe this image.", ["mlp"], api_name="/compare", **FAST)
+
+
+def test_alignment_plot_tables_baseline_and_ablation(client):
+    plot, stats, aggregate, per_token, caption, ablated = client.predict(photo(), api_name="/alignment", **FAST)
+    figure = json.loads(plot["plot"])
+    names = [trace.get("name", "") for trace in figure["data"]]
+    assert any(name.startswith("vocabulary") for name in names) and any("image tokens" in n for n in names)
+    assert "Random baseline" in stats and "Nearest-token cosine" in stats
+    assert len(aggregate["data"]) == 10 and len(per_token["data"]) == 49
+    assert all(-1 <= row[2] <= 1 for row in aggregate["data"])
+    assert caption and ablated and caption != "generating\u2026"
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(PHOTO.read_bytes()[: PHOTO.stat().st_size // 3])
+    (folder / "text.png").write_text("not an image at all")
+    Image.new("1", (10_000, 9_000)).save(folder / "huge.png")  # 90 M pixels, a small file
+    return folder
+
+
+@pytest.mark.parametrize("name, reason", [("empty.png", "empty"), ("truncated.jpg", "truncated"),
+                                          ("text.png", "not an image"), ("huge.png", "too many pixels")])
+def test_bad_upload_returns_a_clear_error_and_the_server_keeps_serving(client, bad_files, name, reason):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=f"This upload cannot be used: .*{reason}"):
+        client.predict(handle_file(str(bad_files / name)), "Describe.", [], api_name="/chat", **FAST)
+    with pytest.raises(AppError, match="This upload cannot be used"):
+        client.predict(image=handle_file(str(bad_files / name)), api_name="/caption", **FAST)
+    assert client.predict(image=photo(), api_name="/caption", **FAST)["caption"]
+
+
+@pytest.mark.parametrize("mode", ["I;16", "CMYK", "RGBA", "P", "LA"])
+def test_odd_image_modes_are_captioned(client, tmp_path, mode):
+    from gradio_client import handle_file
+
+    if mode == "I;16":
+        image = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 15).astype(np.uint16))
+    else:
+        image = Image.open(PHOTO).convert(mode)
+    path = tmp_path / ("odd.jpg" if mode == "CMYK" else "odd.png")
+    image.save(path)
+    assert client.predict(image=handle_file(str(path)), api_name="/caption", **FAST)["caption"]
+
+
+@pytest.mark.parametrize("encoder, adapter, llm, message", [
+    ("dinov2-small", "multistage", "smollm2-135m-instruct", "needs CNN stage maps"),
+    ("efficientnet-lite0", "mlp", "not a model", "Unknown LLM"),
+    ("no-such-encoder", "mlp", "smollm2-135m-instruct", "Unknown encoder"),
+])
+def test_impossible_choices_are_refused_with_a_reason(client, encoder, adapter, llm, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        client.predict(image=photo(), encoder=encoder, adapter=adapter, llm=llm, api_name="/caption", **FAST)
+
+
+def test_missing_image_and_bad_settings(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Upload an image"):
+        client.predict(None, "Hello", [], api_name="/chat", **FAST)
+    with pytest.raises(AppError, match="Max new tokens"):
+        client.predict(image=photo(), max_new_tokens=100_000, api_name="/caption")
+
+
+def test_model_cards_are_read_from_checkpoint_folders(tmp_path, monkeypatch):
+    from vlm_demo.ui import cards
+
+    folder = tmp_path / "efficientnet-lite0--linear--smollm2-135m-instruct"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"kind": "linear", "encoder": "efficientnet-lite0",
+                                                    "llm": "smollm2-135m-instruct", "token_dim": 1280,
+                                                    "llm_hidden": 576}))
+    header = json.dumps({"proj.weight": {"dtype": "F32", "shape": [576, 1280], "data_offsets": [0, 4]},
+                         "proj.bias": {"dtype": "F32", "shape": [576], "data_offsets": [4, 8]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 8)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# Linear adapter\n\nHeld-out CIDEr 0.1\n")
+    Image.new("RGB", (20, 10), "white").save(folder / "loss-curve.png")
+    monkeypatch.setattr(cards, "ADAPTERS_DIR", tmp_path)
+    found = cards.shipped_cards()
+    assert [card.name for card in found] == [folder.name]
+    assert found[0].parameters == 576 * 1280 + 576 and found[0].readme.startswith("# Linear adapter")
+    facts, text, curve = cards.card_parts(folder.name)
+    assert "737.86 k" in facts and "license" not in text and curve.endswith("loss-curve.png")
+    assert "trained \u00b7 shipped" in cards.overview_html(found)
+
+
+def test_a_hub_model_without_a_reachable_hub_is_refused_quickly(client, monkeypatch):
+    import time
+
+    from gradio_client.exceptions import AppError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the app runs in this process
+    start = time.perf_counter()
+    with pytest.raises(AppError, match="must be downloaded from the Hugging Face hub"):
+        client.predict(image=photo(), llm="someone/not-a-cached-model", api_name="/caption", **FAST)
+    with pytest.raises(AppError, match="Encoder clip-vit-b16 must be downloaded"):
+        client.predict(image=photo(), encoder="clip-vit-b16", api_name="/caption", **FAST)
+    assert time.perf_counter() - start < 10
