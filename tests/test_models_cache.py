@@ -36,7 +36,7 @@ def loads(monkeypatch):
         count(name)
         return nn.Linear(1000, 1000)  # ~4 MB
 
-    def llm(name):
+    def llm(name, **_):
         count(name)
         return nn.Linear(10_000, 1000)  # ~40 MB
 

@@ -11,6 +11,7 @@ from vlm_demo.adapters import Adapter, build_adapter, check_compatible, load_ada
 from vlm_demo.combos import Combo, get_combo
 from vlm_demo.encoders import EncoderOutput, VisionEncoder, build_encoder
 from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs, load_llm
+from vlm_demo.sources import default_device
 
 DEFAULT_PROMPT = "Describe this image."
 
@@ -42,8 +43,9 @@ class VisionLanguageModel:
     def from_combo(cls, combo: Combo | str, llm: LanguageModel | None = None,
                    encoder: VisionEncoder | None = None) -> VisionLanguageModel:
         combo = get_combo(combo) if isinstance(combo, str) else combo
-        encoder = encoder or build_encoder(combo.encoder)
-        llm = llm or load_llm(combo.llm)
+        device = default_device()
+        encoder = encoder or build_encoder(combo.encoder).to(device)
+        llm = llm or load_llm(combo.llm, device=device)
         if combo.checkpoint_path:
             adapter = load_adapter(combo.checkpoint_path)
         else:

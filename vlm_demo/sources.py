@@ -44,3 +44,10 @@ def availability(packaged: str | None = None, hub_id: str | None = None) -> str:
     if hub_id:
         return "needs hub download" + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
     return f"missing (pip package '{packaged}')"
+
+
+def default_device() -> str:
+    """`cuda` where a GPU is visible (a user's box, ZeroGPU on Spaces), else `cpu`."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,6 +17,7 @@ from vlm_demo.combos import Combo
 from vlm_demo.encoders import build_encoder
 from vlm_demo.llms import load_llm
 from vlm_demo.pipeline import VisionLanguageModel
+from vlm_demo.sources import default_device
 
 log = logging.getLogger(__name__)
 DEFAULT_BUDGET_MB = 4096
@@ -80,9 +81,11 @@ class ModelCache:
         if cached is not None:
             return cached
         say = report or (lambda fraction, text: None)
-        encoder = self._load(("encoder", combo.encoder), lambda: build_encoder(combo.encoder), say, 0.05,
+        device = default_device()
+        encoder = self._load(("encoder", combo.encoder), lambda: build_encoder(combo.encoder).to(device), say, 0.05,
                              f"Loading encoder {combo.encoder}\u2026")
-        llm = self._load(("llm", combo.llm), lambda: load_llm(combo.llm), say, 0.35, f"Loading LLM {combo.llm}\u2026")
+        llm = self._load(("llm", combo.llm), lambda: load_llm(combo.llm, device=device), say, 0.35,
+                         f"Loading LLM {combo.llm}\u2026")
 
         def assemble() -> VisionLanguageModel:
             return VisionLanguageModel.from_combo(combo, llm=llm, encoder=encoder)
