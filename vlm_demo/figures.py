@@ -119,7 +119,7 @@ def notes(view: PCAView) -> str:
     """One line of statistics printed under the title."""
     return (f"PC1+PC2 explain {view.basis.explained[:2].sum():.1%} of the {FIT_NAMES[view.basis.fit_on]} variance; "
             f"the {view.image_token_count} image tokens keep {view.image_variance_2d:.1%} of their own variance in "
-            f"this plane and need {view.image_components_80} components for 80% of it")
+            f"this plane; {view.image_components_80} principal component(s) of their own hold 80% of it")
 
 
 def _escape(texts: list[str]) -> list[str]:
