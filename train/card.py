@@ -90,6 +90,14 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict) -> str:
         if group in metrics and key in metrics[group]:
             value = metrics[group][key]
             rows.append(f"| {label} | {value:.3f} |" if group != "caption" else f"| {label} | {value:.2f} |")
+    limits = [f"- {name}: {m['lenient']:.0%} is no better than always answering the commonest class "
+              f"({m['majority_class_baseline']:.0%})."
+              for name, m in ((k.removesuffix("_accuracy"), v) for k, v in metrics.items() if k.endswith("_accuracy"))
+              if m["lenient"] <= m["majority_class_baseline"] + 0.02]
+    single = metrics.get("shapes_attributes", {}).get("single_object_colour_and_shape")
+    if single is not None and single < 0.5:
+        limits.append(f"- Shapes: colour and shape are both right in {single:.0%} of single-object test captions; "
+                      "the adapter has learnt the caption style more than the attributes (more caption steps needed).")
     data = ", ".join(f"{d['name']} ({d.get('count', 'all')} images)" for d in config.data.train)
     evals = ", ".join(f"{d['name']} ({d.get('count', 'all')})" for d in config.data.eval)
     stage_lines = []
@@ -129,6 +137,9 @@ Data (train splits): {data}. Prompts: "Describe this image." (shapes captions, f
 | metric | value |
 | --- | --- |
 {chr(10).join(rows)}
+
+## Known limits
+{chr(10).join(limits) or "- None measured beyond the small training budget."}
 
 Reproduce: `make train-{config.name}` (config `train/configs/`), then `python -m train eval --config ...`.
 """
