@@ -212,25 +212,26 @@ def test_nearest_token_ablation_uses_vocabulary_rows(vlm, photo):
 
 # ---------------------------------------------------------------- CLI
 
-def test_neighbors_json(use_fixture_model, photo, capsys):
+def test_neighbors_json(use_fixture_model, vlm, photo, capsys):
     assert main(["neighbors", photo, "--top-k", "4", "--json", "--baseline-samples", "32"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert len(record["tokens"]) == 49 and record["adapter_trained"] is False
+    assert len(record["tokens"]) == 49 and record["adapter_trained"] is vlm.trained
     for row in [token["neighbors"] for token in record["tokens"]] + [record["aggregate"]["neighbors"]]:
         assert len(row) == 4 and {"token", "token_id", "cosine"} <= set(row[0])
         assert [entry["cosine"] for entry in row] == sorted((entry["cosine"] for entry in row), reverse=True)
     assert 0.05 < record["random_baseline"]["monte_carlo"] < 0.3 and record["random_baseline"]["closed_form"] > 0
 
 
-def test_neighbors_table_and_pca_files(use_fixture_model, photo, tmp_path, capsys):
+def test_neighbors_table_and_pca_files(use_fixture_model, vlm, photo, tmp_path, capsys):
+    status = "trained adapter" if vlm.trained else "UNTRAINED"
     assert main(["neighbors", photo, "--top-k", "3", "--baseline-samples", "32"]) == 0
     out = capsys.readouterr().out
-    assert "UNTRAINED" in out and "Aggregate over all 49 image tokens" in out and "#48" in out
+    assert status in out and "Aggregate over all 49 image tokens" in out and "#48" in out
     for suffix in (".png", ".html"):
         path = tmp_path / f"pca{suffix}"
         assert main(["pca", photo, photo, "--out", str(path), "--vocab-sample", "800"]) == 0
         assert path.stat().st_size > 20_000
-    assert "UNTRAINED" in path.read_text(encoding="utf-8")
+    assert status in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("argv", [
