@@ -46,9 +46,9 @@ def loss_curve(stages: dict[str, Path], target: Path, title: str) -> None:
     for axis, (stage, folder) in zip(axes[0], stages.items()):
         steps, losses = _read_losses(folder)
         axis.plot(steps, losses, color="#3b6fd4", linewidth=1.8)
-        axis.set_title(f"{stage} stage", fontsize=11)
+        axis.set_title(stage, fontsize=11)
         axis.set_xlabel("optimizer step")
-        axis.set_ylabel("EMD to caption embeddings" if stage == "align" else "caption cross-entropy")
+        axis.set_ylabel("EMD to caption embeddings" if stage.startswith("align") else "caption cross-entropy")
         axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=12)
     figure.tight_layout()
@@ -61,10 +61,21 @@ def _summary(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def ship(config: TrainConfig, align_dir: str | None = None) -> Path:
+def stage_chain(output: Path) -> dict[str, Path]:
+    """The runs that built an adapter, oldest first, found by following each run's `model.init_from`."""
+    chain: list[tuple[str, Path]] = []
+    folder: Path | None = output
+    while folder is not None and (folder / "config.json").is_file() and len(chain) < 10:
+        run = json.loads((folder / "config.json").read_text())
+        chain.append((f"{run['stage']} ({folder.name})", folder))
+        parent = run["model"].get("init_from")
+        folder = Path(parent).parent if parent else None
+    return dict(reversed(chain))
+
+
+def ship(config: TrainConfig) -> Path:
     """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png."""
     output = Path(config.output_dir)
-    align = Path(align_dir) if align_dir else (Path(config.model.init_from).parent if config.model.init_from else None)
     metrics = json.loads((output / "eval.json").read_text())
     target = ADAPTERS_DIR / f"{config.model.encoder}--{config.name}--{config.model.llm}"
     if target.exists():
@@ -72,18 +83,18 @@ def ship(config: TrainConfig, align_dir: str | None = None) -> Path:
     target.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(output / "adapter" / name, target / name)
-    stages = {"align": align} if align and (align / "metrics.csv").is_file() else {}
-    stages["caption"] = output
+    stages = stage_chain(output)
     loss_curve(stages, target / "loss_curve.png", f"{config.name} adapter: {config.model.encoder} -> "
                f"{config.model.llm}")
     (target / "eval.json").write_text(json.dumps(metrics, indent=2))
     summaries = {stage: _summary(folder) for stage, folder in stages.items()}
-    (target / "training.json").write_text(json.dumps({"stages": summaries, "config": config.to_dict()}, indent=2))
-    (target / "README.md").write_text(_card(config, metrics, summaries))
+    runs = {stage: json.loads((folder / "config.json").read_text()) for stage, folder in stages.items()}
+    (target / "training.json").write_text(json.dumps({"stages": summaries, "runs": runs}, indent=2))
+    (target / "README.md").write_text(_card(config, metrics, summaries, runs))
     return target
 
 
-def _card(config: TrainConfig, metrics: dict, summaries: dict) -> str:
+def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> str:
     params = next(iter(summaries.values()), {}).get("trainable_parameters", 0)
     rows = []
     for group, key, label in CARD_METRICS:
@@ -98,17 +109,18 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict) -> str:
     if single is not None and single < 0.5:
         limits.append(f"- Shapes: colour and shape are both right in {single:.0%} of single-object test captions; "
                       "the adapter has learnt the caption style more than the attributes (more caption steps needed).")
-    data = ", ".join(f"{d['name']} ({d.get('count', 'all')} images)" for d in config.data.train)
     evals = ", ".join(f"{d['name']} ({d.get('count', 'all')})" for d in config.data.eval)
     stage_lines = []
     for stage, summary in summaries.items():
+        run = runs[stage]
+        data = ", ".join(f"{d['name']} ({d.get('count', 'all')} images)" for d in run["data"]["train"])
         how = ("Earth Mover's Distance (POT, exact) between the adapter's tokens and the caption's token embeddings; "
-               "no LLM forward" if stage == "align" else
-               f"cross-entropy on the answer tokens through the {config.caption.llm_mode} LLM")
-        batch = summary.get("batch_size", "?")
-        stage_lines.append(f"- **{stage}**: {how}; {summary.get('steps', '?')} steps of batch {batch} from a "
-                           f"training set of {summary.get('samples', '?')} samples, "
-                           f"{summary.get('train_seconds', 0) / 60:.1f} min on {summary.get('device', '?')}")
+               "no LLM forward" if run["stage"] == "align" else
+               f"cross-entropy on the answer tokens through the {run['caption']['llm_mode']} LLM")
+        stage_lines.append(f"- **{stage}**: {how}; data {data}; {summary.get('steps', '?')} steps of batch "
+                           f"{summary.get('batch_size', '?')} (lr {run['train']['lr']}) from a training set of "
+                           f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
+                           f"on {summary.get('device', '?')}")
     return f"""---
 library_name: vlm_demo
 tags: [vision-language-adapter, vlm_demo]
@@ -125,7 +137,7 @@ about shapes, digits or textiles.
 - Options: `{json.dumps(config.model.adapter_options) if config.model.adapter_options else "defaults"}`
 
 ## Training
-Data (train splits): {data}. Prompts: "Describe this image." (shapes captions, four wordings), shapes VQA
+Data: train splits only. Prompts: "Describe this image." (shapes captions, four wordings), shapes VQA
 (count, colour, shape, position), "What digit is this?", and the textile defect question.
 
 {chr(10).join(stage_lines)}
