@@ -202,3 +202,23 @@ def test_distillation_to_a_teacher_encoder_reports_feature_mse(tmp_path):
     assert (config["llm"], config["llm_hidden"]) == ("dinov2-small", 384)  # the target is the teacher
     metrics = evaluate(load_config(None, overrides), progress=False)["feature_mse"]
     assert metrics["images"] == 3 and metrics["mse_mean"] > 0 and metrics["mse_std"] >= 0
+
+
+def test_ship_writes_a_card_covering_every_stage(tiny_llm_dir, tmp_path, monkeypatch):
+    from train import card
+    from train.evaluate import evaluate
+
+    align = _overrides(tiny_llm_dir, tmp_path / "align")
+    _run_stage("align", align, tmp_path / "cache")
+    caption = _overrides(tiny_llm_dir, tmp_path / "caption", f'model.init_from="{tmp_path / "align" / "adapter"}"',
+                         'name="tiny"')
+    _run_stage("caption", caption, tmp_path / "cache")
+    config = load_config(None, caption)
+    evaluate(config, progress=False)
+    monkeypatch.setattr(card, "ADAPTERS_DIR", tmp_path / "assets")
+    shipped = card.ship(config)
+    assert {p.name for p in shipped.iterdir()} >= {"config.json", "model.safetensors", "README.md",
+                                                   "loss_curve.png", "eval.json", "training.json"}
+    text = (shipped / "README.md").read_text()
+    assert "**align (align)**" in text and "**caption (caption)**" in text and "| digits accuracy" in text
+    assert "Known limits" in text
