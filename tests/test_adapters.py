@@ -14,7 +14,7 @@ COMMON = dict(encoder="test-encoder", token_dim=64, num_encoder_tokens=49, stage
               llm="tiny-llama", llm_hidden=32)
 SMALL = {  # family -> (small options, expected number of output tokens)
     "linear": ({"num_tokens": 5}, 5),
-    "mlp": ({"stage_features": [0, 2]}, 49),
+    "mlp": ({"stage_features": [0, 2], "stage_subgrid": [4, 1], "input_norm": True}, 49),
     "attention": ({"width": 32, "num_blocks": 2}, 49),
     "query": ({"num_queries": 8, "width": 32, "num_blocks": 2}, 8),
     "perceiver": ({"num_latents": 6, "width": 32, "num_heads": 4}, 6),

@@ -58,8 +58,8 @@ def _combo(name: str, adapter: str, description: str, encoder: str = "efficientn
 COMBOS: dict[str, Combo] = {
     combo.name: combo
     for combo in [
-        _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage channels for colour), 49 tokens; default",
-               stage_features=[0, 1]),
+        _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage detail for colour), 49 tokens; default",
+               stage_features=[0, 1], stage_subgrid=[4, 2], input_norm=True),
         _combo("linear", "linear", "one Linear layer on the pooled vector, k=1 pseudo-token", num_tokens=1),
         _combo("query", "query", "32 learnable queries with self/cross-attention", num_queries=32, width=256,
                num_blocks=2),

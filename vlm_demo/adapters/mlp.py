@@ -17,13 +17,18 @@ from vlm_demo.encoders.base import EncoderOutput
 class MLPConfig(AdapterConfig):
     kind: str = "mlp"
     hidden_multiplier: int = 2
-    # Indices of CNN stage maps whose channels, average-pooled to the token grid, are appended to every token.
-    # Early stages keep colour that the last ImageNet layer has largely discarded.
+    # Indices of CNN stage maps whose channels are appended to every token. Early stages keep colour and
+    # edges that the last ImageNet layer has largely discarded.
     stage_features: list[int] = field(default_factory=list)
+    # For each entry of stage_features, the side of the sub-grid a token keeps from its cell of that map:
+    # 1 averages the cell, 4 keeps a 4x4 sub-grid as channels (space-to-depth). Empty means all 1.
+    stage_subgrid: list[int] = field(default_factory=list)
+    # LayerNorm on each input group (tokens and every stage) so maps with very different scales mix evenly.
+    input_norm: bool = False
 
 
 class MLPAdapter(Adapter):
-    """Each image token through Linear-GELU-Linear (hidden 2x the LLM width)."""
+    """Each image token (optionally with early-stage detail) through Linear-GELU-Linear (hidden 2x the LLM)."""
 
     config_class = MLPConfig
 
@@ -33,11 +38,19 @@ class MLPAdapter(Adapter):
         if c.stage_features and not all(0 <= i < len(c.stage_dims) for i in c.stage_features):
             raise ValueError(f"stage_features {c.stage_features} needs an encoder with those stage maps "
                              f"(it has {len(c.stage_dims)})")
-        in_dim = c.token_dim + sum(c.stage_dims[i] for i in c.stage_features)
+        if c.stage_subgrid and len(c.stage_subgrid) != len(c.stage_features):
+            raise ValueError(f"stage_subgrid {c.stage_subgrid} needs one entry per stage_features entry "
+                             f"{c.stage_features}")
+        group_dims = [c.token_dim] + [c.stage_dims[i] * sub**2 for i, sub in zip(c.stage_features, self.subgrids)]
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for dim in group_dims) if c.input_norm else None
         hidden = c.hidden_multiplier * c.llm_hidden
-        self.fc1 = nn.Linear(in_dim, hidden)
+        self.fc1 = nn.Linear(sum(group_dims), hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, c.llm_hidden)
+
+    @property
+    def subgrids(self) -> list[int]:
+        return self.config.stage_subgrid or [1] * len(self.config.stage_features)
 
     @property
     def num_output_tokens(self) -> int:
@@ -45,9 +58,13 @@ class MLPAdapter(Adapter):
 
     def forward(self, features: EncoderOutput) -> torch.Tensor:
         tokens = features.tokens
-        if self.config.stage_features:
-            grid = math.isqrt(tokens.shape[1])
-            pooled = [F.adaptive_avg_pool2d(features.stages[i].to(tokens.dtype), grid).flatten(2).transpose(1, 2)
-                      for i in self.config.stage_features]
-            tokens = torch.cat([tokens, *pooled], dim=-1)
-        return self.fc2(self.act(self.fc1(tokens)))
+        grid = math.isqrt(tokens.shape[1])
+        groups = [tokens]
+        for index, sub in zip(self.config.stage_features, self.subgrids):
+            stage = F.adaptive_avg_pool2d(features.stages[index].to(tokens.dtype), grid * sub)
+            if sub > 1:
+                stage = F.pixel_unshuffle(stage, sub)  # [B, C*sub*sub, grid, grid]
+            groups.append(stage.flatten(2).transpose(1, 2))
+        if self.norms is not None:
+            groups = [norm(group) for norm, group in zip(self.norms, groups)]
+        return self.fc2(self.act(self.fc1(torch.cat(groups, dim=-1))))
