@@ -41,11 +41,11 @@ def adapter_inputs(encoder, options: dict, features: EncoderOutput) -> torch.Ten
     adapter = build_adapter("mlp", encoder=encoder.name, token_dim=encoder.embed_dim,
                             num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims, llm="probe",
                             llm_hidden=8, **options)
-    captured = {}
-    adapter.fc1.register_forward_hook(lambda module, args, output: captured.setdefault("x", args[0]))
+    captured = []
+    adapter.fc1.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     with torch.no_grad():
         adapter(features)
-    return captured["x"]
+    return captured[0]
 
 
 def probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
