@@ -88,18 +88,66 @@ def test_hub_style_loading_from_a_saved_folder(tiny_llm, tmp_path):
     assert torch.allclose(loaded.model(ids).logits, tiny_llm.model(ids).logits, atol=1e-5)
 
 
-def test_lora_weights_load_through_peft(tiny_llm, tmp_path):
+def _saved_lora(llm, folder, seed):
     from peft import LoraConfig, get_peft_model
 
-    base = tmp_path / "base"
-    tiny_llm.model.save_pretrained(base)
-    tiny_llm.tokenizer.save_pretrained(base)
-    peft_model = get_peft_model(load_causal_lm("b", base).model, LoraConfig(r=4, lora_alpha=8,
-                                                                            target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(load_causal_lm("copy", folder).model,
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     for name, parameter in peft_model.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(parameter)
-    peft_model.save_pretrained(tmp_path / "lora")
-    with_lora = load_causal_lm("b", base, lora=str(tmp_path / "lora"))
-    ids = torch.tensor([[3, 4, 19]])
-    assert not torch.allclose(with_lora.model(ids).logits, tiny_llm.model(ids).logits)
+            torch.nn.init.normal_(parameter)  # LoRA starts as a no-op; make it change the model
+    peft_model.save_pretrained(folder / f"lora{seed}")
+    return str(folder / f"lora{seed}")
+
+
+def test_attached_lora_changes_answers_only_in_calls_that_name_it(tiny_llm, tmp_path):
+    tiny_llm.model.save_pretrained(tmp_path)
+    tiny_llm.tokenizer.save_pretrained(tmp_path)
+    llm = load_causal_lm("tiny", tmp_path)
+    inputs = llm.splice([_prompt(llm)], torch.randn(1, 3, 32))
+    settings = GenerationSettings(max_new_tokens=8)
+    before = llm.generate(inputs, settings)
+    llm.attach_lora("first", _saved_lora(llm, tmp_path, 1))
+    llm.attach_lora("second", _saved_lora(llm, tmp_path, 2))
+    llm.attach_lora("first", str(tmp_path / "lora1"))  # attaching again is a no-op
+    assert llm.loras == ["first", "second"]
+    assert not llm.model.training
+    first, second = llm.generate(inputs, settings, lora="first"), llm.generate(inputs, settings, lora="second")
+    assert first != before and second != first
+    assert llm.generate(inputs, settings) == before
+    assert "".join(llm.stream(inputs, settings, lora="first")).strip() == first[0]
+    assert llm.generate(inputs, settings, lora="first") == first
+
+
+def test_lora_gate_lets_same_choice_run_together_and_makes_a_switch_wait():
+    import threading
+
+    from vlm_demo.llms.base import LoraGate
+
+    switches = []
+    gate = LoraGate(switches.append)
+    inside_a, release_a, switched = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_a():
+        with gate.using("a"):
+            inside_a.set()
+            release_a.wait(5)
+
+    def want_none():
+        with gate.using(None):
+            switched.set()
+
+    holder = threading.Thread(target=hold_a)
+    holder.start()
+    inside_a.wait(5)
+    with gate.using("a"):  # same adapter: enters while the other call runs
+        pass
+    waiter = threading.Thread(target=want_none)
+    waiter.start()
+    assert not switched.wait(0.3)  # a switch waits for the running call
+    release_a.set()
+    assert switched.wait(5)
+    holder.join()
+    waiter.join()
+    assert switches == ["a", None]

@@ -119,10 +119,10 @@ def test_caption_stage_trains_adapter_and_only_lora_weights_of_the_llm(mode, tin
     assert summary["steps"] == 6
     if mode == "frozen":
         assert summary["trainable_parameters"] == adapter_params
-        assert not (tmp_path / mode / "lora").exists()
+        assert not (final / "lora").exists()
     else:
         assert summary["trainable_parameters"] > adapter_params
-        assert (tmp_path / mode / "lora" / "adapter_model.safetensors").is_file()
+        assert (final / "lora" / "adapter_model.safetensors").is_file()
 
 
 def test_eval_writes_metrics_for_every_task(tiny_llm_dir, tmp_path):
@@ -184,8 +184,8 @@ def test_sigkill_then_resume_gives_the_same_weights(tiny_llm_dir, tmp_path):
     subprocess.run(command("killed", "--resume"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     straight, resumed = _weights(tmp_path / "straight" / "adapter"), _weights(tmp_path / "killed" / "adapter")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    lora_a = load_file(tmp_path / "straight" / "lora" / "adapter_model.safetensors")
-    lora_b = load_file(tmp_path / "killed" / "lora" / "adapter_model.safetensors")
+    lora_a = load_file(tmp_path / "straight" / "adapter" / "lora" / "adapter_model.safetensors")
+    lora_b = load_file(tmp_path / "killed" / "adapter" / "lora" / "adapter_model.safetensors")
     assert all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
 
 
@@ -221,3 +221,32 @@ def test_ship_writes_a_card_covering_every_stage(tiny_llm_dir, tmp_path, monkeyp
     text = (shipped / "README.md").read_text()
     assert "**align (align)**" in text and "**caption (caption)**" in text and "| digits accuracy" in text
     assert "Known limits" in text
+
+
+def test_a_lora_run_continues_the_lora_it_starts_from_and_ships_it(tiny_llm_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from train import card
+    from train.evaluate import evaluate
+    from vlm_demo.combos import Combo
+    from vlm_demo.pipeline import VisionLanguageModel
+
+    lora = ['caption.llm_mode="lora"', 'caption.lora_targets=["q_proj","v_proj"]', 'name="tiny"']
+    first = _run_stage("caption", _overrides(tiny_llm_dir, tmp_path / "first", *lora), tmp_path / "cache")
+    continued = _overrides(tiny_llm_dir, tmp_path / "second", f'model.init_from="{first}"', "train.lr=1e-9", *lora)
+    second = _run_stage("caption", continued, tmp_path / "cache")
+    before = load_file(first / "lora" / "adapter_model.safetensors")
+    after = load_file(second / "lora" / "adapter_model.safetensors")
+    trained_b = [k for k in before if "lora_B" in k and before[k].abs().sum() > 0]
+    assert trained_b and all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+
+    config = load_config(None, continued)
+    evaluate(config, progress=False)
+    monkeypatch.setattr(card, "ADAPTERS_DIR", tmp_path / "assets")
+    shipped = card.ship(config)
+    assert (shipped / "lora" / "adapter_model.safetensors").is_file()
+    assert "LoRA (r=8, alpha=32, dropout 0.1, on q_proj, v_proj)" in (shipped / "README.md").read_text()
+    vlm = VisionLanguageModel.from_combo(Combo("tiny", "efficientnet-lite0", "mlp", str(tiny_llm_dir),
+                                               checkpoint=str(shipped)))
+    assert vlm.lora in vlm.llm.loras and "LoRA" in vlm.status
+    assert len(vlm.caption([Image.new("RGB", (64, 64), "red")])) == 1

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from train.config import TrainConfig
+from vlm_demo.adapters import LORA_FOLDER
 from vlm_demo.combos import ADAPTERS_DIR
 
 CARD_METRICS = [
@@ -83,6 +84,8 @@ def ship(config: TrainConfig) -> Path:
     target.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(output / "adapter" / name, target / name)
+    if (output / "adapter" / LORA_FOLDER).is_dir():
+        shutil.copytree(output / "adapter" / LORA_FOLDER, target / LORA_FOLDER)
     stages = stage_chain(output)
     loss_curve(stages, target / "loss_curve.png", f"{config.name} adapter: {config.model.encoder} -> "
                f"{config.model.llm}")
@@ -92,6 +95,15 @@ def ship(config: TrainConfig) -> Path:
     (target / "training.json").write_text(json.dumps({"stages": summaries, "runs": runs}, indent=2))
     (target / "README.md").write_text(_card(config, metrics, summaries, runs))
     return target
+
+
+def _llm_mode(caption: dict) -> str:
+    if caption["llm_mode"] == "frozen":
+        return "frozen LLM"
+    kind = "4-bit QLoRA" if caption["llm_mode"] == "qlora" else "LoRA"
+    targets = ", ".join(caption["lora_targets"])
+    return (f"LLM with {kind} (r={caption['lora_r']}, alpha={caption['lora_alpha']}, dropout "
+            f"{caption['lora_dropout']}, on {targets}) trained together with the adapter")
 
 
 def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> str:
@@ -109,6 +121,10 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
     if single is not None and single < 0.5:
         limits.append(f"- Shapes: colour and shape are both right in {single:.0%} of single-object test captions; "
                       "the adapter has learnt the caption style more than the attributes (more caption steps needed).")
+    lora_note = " (frozen)"
+    if any(run["stage"] == "caption" and run["caption"]["llm_mode"] != "frozen" for run in runs.values()):
+        lora_note = (", whose attention layers carry a small LoRA trained with the adapter (`lora/`, peft format; "
+                     "the app switches it on only for this adapter)")
     evals = ", ".join(f"{d['name']} ({d.get('count', 'all')})" for d in config.data.eval)
     stage_lines = []
     for stage, summary in summaries.items():
@@ -116,7 +132,7 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
         data = ", ".join(f"{d['name']} ({d.get('count', 'all')} images)" for d in run["data"]["train"])
         how = ("Earth Mover's Distance (POT, exact) between the adapter's tokens and the caption's token embeddings; "
                "no LLM forward" if run["stage"] == "align" else
-               f"cross-entropy on the answer tokens through the {run['caption']['llm_mode']} LLM")
+               f"cross-entropy on the answer tokens through the {_llm_mode(run['caption'])}")
         stage_lines.append(f"- **{stage}**: {how}; data {data}; {summary.get('steps', '?')} steps of batch "
                            f"{summary.get('batch_size', '?')} (lr {run['train']['lr']}) from a training set of "
                            f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
@@ -128,8 +144,8 @@ license: apache-2.0
 ---
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 
-A `{config.model.adapter}` adapter that turns `{config.model.encoder}` image features into pseudo-tokens for the
-frozen `{config.model.llm}`. Trained on a 2-core CPU with a small budget: it has seen synthetic shapes,
+A `{config.model.adapter}` adapter that turns `{config.model.encoder}` image features into pseudo-tokens for
+`{config.model.llm}`{lora_note}. Trained on a 2-core CPU with a small budget: it has seen synthetic shapes,
 handwritten digits and three textile classes, not the open world, so photos outside that world get captions
 about shapes, digits or textiles.
 

@@ -73,7 +73,7 @@ def answer_all(vlm: VisionLanguageModel, samples: list[Sample], max_new_tokens: 
     for start in tqdm(range(0, len(samples), batch_size), desc="eval", unit="batch", disable=not progress):
         chunk = samples[start:start + batch_size]
         inputs = vlm.prepare([s.load_image() for s in chunk], [s.prompt for s in chunk])
-        answers.extend(vlm.llm.generate(inputs, settings))
+        answers.extend(vlm.generate(inputs, settings))
     return answers
 
 
@@ -135,21 +135,21 @@ def write_results(folder: Path, samples: list[Sample], answers: list[str], metri
 
 
 def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool = True) -> dict:
-    from vlm_demo.adapters import load_adapter
+    from vlm_demo.adapters import load_adapter, lora_folder
     from vlm_demo.encoders import build_encoder
     from vlm_demo.llms import load_llm
 
     folder = Path(config.output_dir)
-    adapter = load_adapter(checkpoint or folder / "adapter")
+    checkpoint = checkpoint or str(folder / "adapter")
+    adapter = load_adapter(checkpoint)
     encoder = build_encoder(config.model.encoder)
     samples = gather_samples(config.data.eval, "test")
     if config.align.loss != "emd" and adapter.config.llm == config.align.teacher:
         metrics = {"feature_mse": feature_mse(encoder, adapter, build_encoder(config.align.teacher), samples)}
         write_results(folder, [], [], metrics)
         return metrics
-    lora = folder / "lora"
-    llm = load_llm(config.model.llm, lora=str(lora) if lora.is_dir() else None)
-    vlm = VisionLanguageModel(encoder, adapter, llm, trained=True, name=config.name)
+    vlm = VisionLanguageModel(encoder, adapter, load_llm(config.model.llm), trained=True, name=config.name,
+                              lora_dir=lora_folder(checkpoint))
     answers = answer_all(vlm, samples, config.eval.max_new_tokens, config.eval.batch_size, progress)
     metrics = compute_metrics(samples, answers)
     write_results(folder, samples, answers, metrics)

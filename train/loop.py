@@ -23,7 +23,7 @@ from train.features import FeatureCache
 from train.stages import Batch, StageParts
 from train.stages.align import align_stage
 from train.stages.caption import caption_stage
-from vlm_demo.adapters import Adapter, build_adapter, check_compatible, load_adapter
+from vlm_demo.adapters import LORA_FOLDER, Adapter, build_adapter, check_compatible, load_adapter
 from vlm_demo.encoders import EncoderOutput, build_encoder
 from vlm_demo.llms import LanguageModel, load_llm
 
@@ -264,7 +264,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     final = output / "adapter"
     accelerator.unwrap_model(adapter).save_pretrained(final)
     if parts.save_extra:
-        parts.save_extra(str(output / "lora"))
+        parts.save_extra(str(final / LORA_FOLDER))
     summary = {"stage": stage, "steps": step, "batch_size": batch_size, "samples": len(samples), "images": len(rows),
                "train_seconds": time.perf_counter() - run_clock, "feature_seconds": feature_seconds,
                "trainable_parameters": sum(p.numel() for p in trainable), "device": str(accelerator.device)}

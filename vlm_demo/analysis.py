@@ -439,6 +439,6 @@ def nearest_token_ablation(vlm, images: list, prompt: str | None = None, setting
     _, ids = top_k(tokens, vocabulary(vlm.llm), k=1)
     ids = ids[:, 0].reshape(tokens.shape[:2])
     replaced = vlm.llm.vocabulary_embeddings()[ids.to(vlm.llm.device)].to(tokens.dtype)
-    real = vlm.llm.generate(vlm.prepare(images, prompts, image_tokens=tokens), settings)
-    ablated = vlm.llm.generate(vlm.prepare(images, prompts, image_tokens=replaced), settings)
+    real = vlm.generate(vlm.prepare(images, prompts, image_tokens=tokens), settings)
+    ablated = vlm.generate(vlm.prepare(images, prompts, image_tokens=replaced), settings)
     return [Ablation(a, b, row) for a, b, row in zip(real, ablated, ids.tolist())]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import torch
 from PIL import Image
 
-from vlm_demo.adapters import Adapter, build_adapter, check_compatible, load_adapter
+from vlm_demo.adapters import Adapter, build_adapter, check_compatible, load_adapter, lora_folder
 from vlm_demo.combos import Combo, get_combo
 from vlm_demo.encoders import EncoderOutput, VisionEncoder, build_encoder
 from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs, load_llm
@@ -30,14 +31,22 @@ def build_prompt(llm: LanguageModel, question: str, history: list[tuple[str, str
 
 
 class VisionLanguageModel:
-    """One loaded combination. `trained` is False when the adapter is randomly initialised."""
+    """One loaded combination. `trained` is False when the adapter is randomly initialised.
+
+    `lora_dir` is a peft LoRA of the LLM trained together with the adapter; it is attached to the (shared) LLM
+    and switched on only for this combination's generations.
+    """
 
     def __init__(self, encoder: VisionEncoder, adapter: Adapter, llm: LanguageModel, trained: bool,
-                 name: str = "custom") -> None:
+                 name: str = "custom", lora_dir: str | None = None) -> None:
         check_compatible(adapter.config, encoder.name, encoder.embed_dim, llm.name, llm.hidden_size)
         self.encoder, self.adapter, self.llm = encoder, adapter.eval(), llm
         self.trained = trained
         self.name = name
+        self.lora: str | None = None
+        if lora_dir:
+            self.lora = "lora_" + hashlib.sha1(str(lora_dir).encode()).hexdigest()[:12]
+            llm.attach_lora(self.lora, lora_dir)
 
     @classmethod
     def from_combo(cls, combo: Combo | str, llm: LanguageModel | None = None,
@@ -46,8 +55,10 @@ class VisionLanguageModel:
         device = default_device()
         encoder = encoder or build_encoder(combo.encoder).to(device)
         llm = llm or load_llm(combo.llm, device=device)
+        lora_dir = None
         if combo.checkpoint_path:
             adapter = load_adapter(combo.checkpoint_path)
+            lora_dir = lora_folder(combo.checkpoint_path)
         else:
             torch.manual_seed(0)
             adapter = build_adapter(
@@ -55,11 +66,13 @@ class VisionLanguageModel:
                 num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims,
                 llm=llm.name, llm_hidden=llm.hidden_size, **combo.adapter_options,
             )
-        return cls(encoder, adapter, llm, trained=combo.trained, name=combo.name)
+        return cls(encoder, adapter, llm, trained=combo.trained, name=combo.name, lora_dir=lora_dir)
 
     @property
     def status(self) -> str:
-        return "trained adapter" if self.trained else "UNTRAINED adapter (random weights): captions are not meaningful"
+        if not self.trained:
+            return "UNTRAINED adapter (random weights): captions are not meaningful"
+        return "trained adapter + LoRA on the LLM" if self.lora else "trained adapter"
 
     def features(self, images: list[Image.Image]) -> EncoderOutput:
         return self.encoder(images)
@@ -79,10 +92,14 @@ class VisionLanguageModel:
         with torch.inference_mode():
             return self.llm.splice([self.prompt_text(q) for q in questions], tokens)
 
+    def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None) -> list[str]:
+        """Answers for prepared inputs, through this combination's LLM (with its LoRA, if it has one)."""
+        return self.llm.generate(inputs, settings, lora=self.lora)
+
     def caption(self, images: list[Image.Image], prompt: str = DEFAULT_PROMPT,
                 settings: GenerationSettings | None = None) -> list[str]:
         """One answer per image, generated as one left-padded batch."""
-        return self.llm.generate(self.prepare(images, [prompt] * len(images)), settings)
+        return self.generate(self.prepare(images, [prompt] * len(images)), settings)
 
     def chat(self, image: Image.Image, message: str, history: list[tuple[str, str]] | None = None,
              settings: GenerationSettings | None = None) -> Iterator[str]:
@@ -90,4 +107,4 @@ class VisionLanguageModel:
         tokens = self.image_tokens([image])
         with torch.inference_mode():
             inputs = self.llm.splice([self.prompt_text(message, history)], tokens)
-        yield from self.llm.stream(inputs, settings)
+        yield from self.llm.stream(inputs, settings, lora=self.lora)

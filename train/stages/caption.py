@@ -6,7 +6,7 @@ import torch
 
 from train.config import TrainConfig
 from train.stages import Batch, StageParts
-from vlm_demo.adapters import Adapter
+from vlm_demo.adapters import Adapter, lora_folder
 from vlm_demo.llms import LanguageModel
 from vlm_demo.pipeline import build_prompt
 
@@ -16,13 +16,17 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel) -> 
     extra, save_extra = [], None
     llm.model.requires_grad_(False)
     if settings.llm_mode in ("lora", "qlora"):
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
         if settings.llm_mode == "qlora":
             llm.model = prepare_model_for_kbit_training(llm.model, use_gradient_checkpointing=False)
-        lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                          target_modules=settings.lora_targets, task_type="CAUSAL_LM")
-        llm.model = get_peft_model(llm.model, lora)
+        earlier = lora_folder(config.model.init_from) if config.model.init_from else None
+        if earlier:  # continue the LoRA trained together with the starting adapter
+            llm.model = PeftModel.from_pretrained(llm.model, earlier, is_trainable=True)
+        else:
+            lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                              target_modules=settings.lora_targets, task_type="CAUSAL_LM")
+            llm.model = get_peft_model(llm.model, lora)
         llm.model.train()
         extra = [llm.model]
 

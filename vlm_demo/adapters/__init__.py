@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from vlm_demo.adapters.attention import AttentionAdapter
-from vlm_demo.adapters.base import Adapter, AdapterConfig, CheckpointError, check_compatible, read_config
+from vlm_demo.adapters.base import (
+    LORA_FOLDER,
+    Adapter,
+    AdapterConfig,
+    CheckpointError,
+    check_compatible,
+    lora_folder,
+    read_config,
+)
 from vlm_demo.adapters.linear import LinearAdapter
 from vlm_demo.adapters.mlp import MLPAdapter
 from vlm_demo.adapters.multistage import MultiStageAdapter
@@ -24,8 +32,8 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "tinylm": TinyLMAdapter,
 }
 
-__all__ = ["ADAPTERS", "Adapter", "AdapterConfig", "CheckpointError", "build_adapter", "check_compatible",
-           "load_adapter"]
+__all__ = ["ADAPTERS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "build_adapter",
+           "check_compatible", "load_adapter", "lora_folder"]
 
 
 def adapter_class(kind: str) -> type[Adapter]:

@@ -18,6 +18,7 @@ from vlm_demo.encoders.base import EncoderOutput
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+LORA_FOLDER = "lora"  # optional: a peft LoRA of the LLM trained together with the adapter
 
 
 class CheckpointError(ValueError):
@@ -137,6 +138,20 @@ def read_config(path_or_id: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict) or "kind" not in values:
         raise CheckpointError(f"{config_file}: has no 'kind' field naming the adapter family")
     return values
+
+
+def lora_folder(path_or_id: str | Path) -> str | None:
+    """The LLM LoRA trained together with a checkpoint (its `lora/` subfolder, peft format), or None."""
+    path = Path(path_or_id)
+    if path.is_dir():
+        folder = path / LORA_FOLDER
+        return str(folder) if (folder / "adapter_config.json").is_file() else None
+    try:
+        files = [hf_hub_download(str(path_or_id), f"{LORA_FOLDER}/{name}")
+                 for name in ("adapter_config.json", "adapter_model.safetensors")]
+    except Exception:  # noqa: BLE001 - no LoRA in the repo, or the hub cannot say
+        return None
+    return str(Path(files[0]).parent)
 
 
 def check_compatible(config: AdapterConfig, encoder: str, token_dim: int, llm: str, llm_hidden: int) -> None:

@@ -40,8 +40,8 @@ LLMS: dict[str, LLMSpec] = {
 }
 
 
-def load_llm(name: str, quantization: str | None = None, lora: str | None = None,
-             dtype: torch.dtype = torch.float32, device: str | None = None) -> LanguageModel:
+def load_llm(name: str, quantization: str | None = None, dtype: torch.dtype = torch.float32,
+             device: str | None = None) -> LanguageModel:
     """Load a registered LLM (packaged weights first, then the hub) or any hub causal-LM id."""
     spec = LLMS.get(name)
     source: object = name
@@ -49,4 +49,4 @@ def load_llm(name: str, quantization: str | None = None, lora: str | None = None
         source = spec.hub_id
         if spec.local_dir is not None and "available (packaged)" in spec.availability():
             source = spec.local_dir()
-    return load_causal_lm(name, source, quantization=quantization, lora=lora, dtype=dtype, device=device)
+    return load_causal_lm(name, source, quantization=quantization, dtype=dtype, device=device)

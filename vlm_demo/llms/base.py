@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -13,6 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorS
 IMAGE_PLACEHOLDER = "<image>"
 # With inputs_embeds the penalty applies to generated tokens only, which is what we want for image prompts.
 warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
+warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")  # several LoRAs on one LLM
 
 
 @dataclass
@@ -48,8 +50,45 @@ class SplicedInputs:
     image_spans: list[list[tuple[int, int]]]  # per sample, [start, end) of each image's tokens
 
 
+class LoraGate:
+    """Lets generations that want the same LoRA adapter (or none) run together; a switch waits for them to end."""
+
+    def __init__(self, activate: Callable[[str | None], None]) -> None:
+        self._activate = activate
+        self._condition = threading.Condition()
+        self._active: str | None = None
+        self._running = 0
+
+    @contextmanager
+    def using(self, lora: str | None) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: self._running == 0 or self._active == lora)
+            if self._active != lora:
+                self._activate(lora)
+                self._active = lora
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._running -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No generation runs inside; the previous LoRA choice is re-applied after."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._running == 0)
+            yield
+            self._activate(self._active)
+
+
 class LanguageModel:
-    """Wraps a Hugging Face causal LM; `name` is the registry name or hub id it was loaded as."""
+    """Wraps a Hugging Face causal LM; `name` is the registry name or hub id it was loaded as.
+
+    LoRA adapters trained with an image adapter are attached by name and are active only in the calls that ask
+    for them, so one copy of the LLM serves combinations with and without LoRA.
+    """
 
     def __init__(self, name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.name = name
@@ -57,6 +96,29 @@ class LanguageModel:
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self._lora_gate = LoraGate(self._activate_lora)
+
+    @property
+    def loras(self) -> list[str]:
+        return list(getattr(self.model, "peft_config", {}) or {})
+
+    def attach_lora(self, name: str, folder: str) -> None:
+        """Load a peft LoRA adapter (adapter_config.json + adapter_model.safetensors) under `name`, once."""
+        with self._lora_gate.exclusive():
+            if name not in self.loras:
+                self.model.load_adapter(folder, adapter_name=name)
+                self.model.eval()  # the new LoRA dropout layers start in training mode
+
+    def _activate_lora(self, lora: str | None) -> None:
+        if not self.loras:
+            if lora is not None:
+                raise ValueError(f"no LoRA adapter '{lora}' is attached to {self.name}")
+            return
+        if lora is None:
+            self.model.disable_adapters()
+        else:
+            self.model.set_adapter(lora)
+            self.model.enable_adapters()
 
     @property
     def hidden_size(self) -> int:
@@ -144,26 +206,29 @@ class LanguageModel:
         return SplicedInputs(embeds, mask, position_ids, labels, spans)
 
     @torch.inference_mode()
-    def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None) -> list[str]:
-        """Generate one answer per row of a left-padded batch."""
+    def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
+                 lora: str | None = None) -> list[str]:
+        """Generate one answer per row of a left-padded batch, with the named LoRA adapter or none."""
         settings = settings or GenerationSettings()
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
-        output = self.model.generate(
-            inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-            pad_token_id=self.tokenizer.pad_token_id, **settings.generate_kwargs(),
-        )
+        with self._lora_gate.using(lora):
+            output = self.model.generate(
+                inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                pad_token_id=self.tokenizer.pad_token_id, **settings.generate_kwargs(),
+            )
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
 
-    def stream(self, inputs: SplicedInputs, settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Yield text pieces of a single answer as they are generated."""
+    def stream(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
+               lora: str | None = None) -> Iterator[str]:
+        """Yield text pieces of a single answer as they are generated, with the named LoRA adapter or none."""
         settings = settings or GenerationSettings()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True)
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), self._lora_gate.using(lora):
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
                     self.model.generate(

@@ -1,4 +1,4 @@
-"""Load LLMs: the packaged SmolLM2 GGUF (converted once to safetensors), any hub id, 4/8-bit, LoRA."""
+"""Load LLMs: the packaged SmolLM2 GGUF (converted once to safetensors), any hub id, 4/8-bit."""
 
 from __future__ import annotations
 
@@ -47,11 +47,10 @@ def load_causal_lm(
     name: str,
     path_or_id: str | Path,
     quantization: str | None = None,
-    lora: str | None = None,
     dtype: torch.dtype = torch.float32,
     device: str | None = None,
 ) -> LanguageModel:
-    """Load a causal LM from a folder or hub id, optionally 4-bit/8-bit (bitsandbytes) and with LoRA (peft)."""
+    """Load a causal LM from a folder or hub id, optionally 4-bit/8-bit (bitsandbytes)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # loading takes a second; its per-tensor bar is noise
@@ -70,10 +69,6 @@ def load_causal_lm(
     model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
     if device and not quantization:
         model = model.to(device)
-    if lora:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, lora)
     tokenizer = AutoTokenizer.from_pretrained(path_or_id)
     return LanguageModel(name, model, tokenizer)
 
