@@ -25,9 +25,9 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(PY) app.py
 
-## Install, then caption example photos on the command line with the offline default combination.
+## Install, then caption a photo and held-out shapes test images on the command line (offline default combination).
 caption: install
-	$(PY) -m vlm_demo caption assets/examples/chelsea.jpg assets/examples/coffee.jpg
+	$(PY) -m vlm_demo caption assets/examples/chelsea.jpg assets/examples/shapes-test-*.png
 
 ## Debian's chromium for the real-browser tests (Python playwright drives /usr/bin/chromium; nothing else is fetched).
 browser:

@@ -240,7 +240,8 @@ def status_html(combo: Combo, vlm: VisionLanguageModel | None = None) -> str:
         vlm = _loaded(combo)
     if vlm is not None:
         size = (f"{human_count(vlm.adapter.num_parameters())} adapter parameters \u00b7 "
-                f"{plural(vlm.adapter.num_output_tokens, 'image token')} \u00b7 loaded")
+                f"{plural(vlm.adapter.num_output_tokens, 'image token')} \u00b7 "
+                + ("LoRA on the LLM (trained with the adapter) \u00b7 " if vlm.lora else "") + "loaded")
     else:
         size = "loads on first use"
     return (f'<div class="vd-status">{badge}<span class="vd-parts">{parts}</span>'
