@@ -36,6 +36,18 @@ def test_real_photo_gets_a_caption(vlm, photo):
     assert len(captions) == 2 and all(isinstance(c, str) and c.strip() for c in captions)
 
 
+@pytest.mark.skipif(not get_combo("default").trained, reason="no default adapter shipped")
+def test_shipped_default_names_colour_and_shape_of_most_held_out_single_shapes(vlm):
+    from train.data.shapes import shapes_samples
+    from train.evaluate import shapes_attributes
+
+    singles = [s for s in shapes_samples("test", 40, vqa_per_image=0) if len(s.meta["objects"]) == 1][:12]
+    captions = vlm.caption([s.load_image() for s in singles], settings=GenerationSettings(max_new_tokens=16))
+    right = [shapes_attributes(c, s.meta["objects"]) for c, s in zip(captions, singles)]
+    assert vlm.lora is not None and vlm.lora in vlm.llm.loras  # the shipped LoRA is switched on for it
+    assert sum(r["colour"] and r["shape"] for r in right) > len(singles) / 2, captions
+
+
 def test_image_tokens_have_llm_width(vlm, photo):
     tokens = vlm.image_tokens([photo])
     assert tokens.shape == (1, vlm.adapter.num_output_tokens, 576) and torch.isfinite(tokens).all()

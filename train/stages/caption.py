@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from train.config import TrainConfig
 from train.stages import Batch, StageParts
 from vlm_demo.adapters import Adapter, lora_folder
-from vlm_demo.llms import LanguageModel
+from vlm_demo.llms import LLMS, LanguageModel
 from vlm_demo.pipeline import build_prompt
 
 
@@ -32,6 +35,12 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel) -> 
 
         def save_extra(folder: str) -> None:
             llm.model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors
+            (Path(folder) / "README.md").unlink(missing_ok=True)  # peft's empty card; the adapter's card covers it
+            config_file = Path(folder) / "adapter_config.json"  # name the base model portably, not by local path
+            values = json.loads(config_file.read_text())
+            spec = LLMS.get(config.model.llm)
+            values["base_model_name_or_path"] = spec.hub_id if spec else config.model.llm
+            config_file.write_text(json.dumps(values, indent=2))
     else:
         llm.model.eval()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ IMAGE_PLACEHOLDER = "<image>"
 # With inputs_embeds the penalty applies to generated tokens only, which is what we want for image prompts.
 warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `inputs_embeds`")
 warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")  # several LoRAs on one LLM
+# peft imports bitsandbytes, whose optional faster CPU 4-bit kernel would come from the hub; the fallback is fine.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @dataclass
