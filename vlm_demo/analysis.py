@@ -128,7 +128,7 @@ class Vocabulary:
         self.embeddings = matrix.detach().float().cpu()
         self.checksum = checksum or fingerprint(self.embeddings)
         self.norms = self.embeddings.norm(dim=1)
-        self.unit = self.embeddings / self.norms.clamp_min(1e-12)[:, None]
+        self.inverse_norms = 1 / self.norms.clamp_min(1e-12)  # cosines divide by norms: no unit-length copy
         self.byte_level = tokenizer is not None and is_byte_level(tokenizer)
         self.precision: str | None = None  # "fp32" or "bf16", measured on first search
         self.timings: dict[str, float] = {}
@@ -142,10 +142,22 @@ class Vocabulary:
         return self.embeddings.shape[0]
 
     @property
+    def unit(self) -> torch.Tensor:
+        """Unit-length rows [V, H], computed on each call (the app keeps no fp32 copy of the table)."""
+        return self.embeddings * self.inverse_norms[:, None]
+
+    @property
     def unit_bf16(self) -> torch.Tensor:
         if self._unit_bf16 is None:
-            self._unit_bf16 = self.unit.bfloat16()
+            chunks = zip(self.embeddings.split(4096), self.inverse_norms.split(4096))
+            self._unit_bf16 = torch.cat([(rows * inverse[:, None]).bfloat16() for rows, inverse in chunks])
         return self._unit_bf16
+
+    def cosines(self, unit: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Cosines of unit-length queries [N, H] with every row [N, V], or with `rows` [M] -> [N, M]."""
+        if rows is None:
+            return (unit @ self.embeddings.T) * self.inverse_norms
+        return (unit @ self.embeddings[rows].T) * self.inverse_norms[rows]
 
     @property
     def pieces(self) -> list[str]:
@@ -221,16 +233,16 @@ def _search(unit: torch.Tensor, vocab: Vocabulary, k: int, precision: str):
         approx = unit.bfloat16() @ vocab.unit_bf16.T
         shortlist = min(size, k + CANDIDATE_MARGIN)
         cut, cand = approx.topk(shortlist, dim=1)
-        exact = torch.einsum("nh,nmh->nm", unit, vocab.unit[cand])
+        exact = torch.einsum("nh,nmh->nm", unit, vocab.embeddings[cand]) * vocab.inverse_norms[cand]
         values, order = exact.topk(k, dim=1)
         agg_cut, agg_cand = approx.amax(dim=0).topk(shortlist)
-        best, row = (unit @ vocab.unit[agg_cand].T).max(dim=0)
+        best, row = vocab.cosines(unit, agg_cand).max(dim=0)
         agg_values, agg_order = best.topk(k)
         # anything outside a shortlist scores at most cutoff + eps exactly; fall back if that could beat rank k
         if shortlist == size or (bool((values[:, -1] >= cut[:, -1].float() + BF16_EPS).all())
                                  and float(agg_values[-1]) >= float(agg_cut[-1]) + BF16_EPS):
             return values, cand.gather(1, order), agg_values, agg_cand[agg_order], row[agg_order]
-    scores = unit @ vocab.unit.T
+    scores = vocab.cosines(unit)
     values, ids = scores.topk(k, dim=1)
     best, row = scores.max(dim=0)
     agg_values, agg_ids = best.topk(k)
@@ -308,7 +320,7 @@ def random_baseline(vocab: Vocabulary, samples: int = 256, seed: int = 0) -> tup
     if key not in vocab.cache:
         generator = torch.Generator().manual_seed(seed)
         draws = F.normalize(torch.randn(samples, vocab.embeddings.shape[1], generator=generator), dim=1)
-        best = torch.cat([(chunk @ vocab.unit.T).max(dim=1).values for chunk in draws.split(64)])
+        best = torch.cat([vocab.cosines(chunk).max(dim=1).values for chunk in draws.split(64)])
         vocab.cache[key] = (float(best.mean()), float(best.std() / math.sqrt(samples)) if samples > 1 else 0.0)
     return vocab.cache[key]
 
