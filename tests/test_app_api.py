@@ -64,6 +64,7 @@ def test_compare_three_adapters_same_seed(client):
         assert result["tokens_per_s"] >= 0 and result["image_tokens"] > 0
     assert results[1]["image_tokens"] == 1  # the linear adapter's single pseudo-token
     assert board.count('class="vd-card"') == 3 and "tokens/s" in board
+    assert [r["llm_lora"] for r in results] == [True, False, False] and board.count("+ LoRA</span>") == 1
 
 
 def test_compare_needs_two_to_four_adapters(client):

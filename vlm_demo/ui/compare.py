@@ -63,6 +63,9 @@ def render(results: list[dict[str, Any]], pending: list[str]) -> str:
             html.escape(result["caption"]) + '<span class="vd-cursor">\u258d</span>'
         badge = ('<span class="vd-badge vd-ok">trained</span>' if result["trained"]
                  else '<span class="vd-badge vd-warn">untrained</span>')
+        if result.get("llm_lora"):
+            badge += ('<span class="vd-badge vd-ok" title="this adapter was trained together with a LoRA on the '
+                      'LLM\'s attention; it is switched on only for this column">+ LoRA</span>')
         if result.get("done"):
             same = [r["adapter"] for r in done if r is not result and r["caption"].strip() == result["caption"].strip()]
             note = f'<div class="vd-same">same caption as {", ".join(same)}</div>' if same else ""
@@ -107,7 +110,8 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
         vlm = load_vlm(combo, report)
         result = {"adapter": combo.adapter, "trained": combo.trained, "caption": "", "tokens": 0, "ttft_s": 0.0,
                   "tokens_per_s": 0.0, "seconds": 0.0, "parameters": vlm.adapter.num_parameters(),
-                  "image_tokens": vlm.adapter.num_output_tokens, "done": False}
+                  "image_tokens": vlm.adapter.num_output_tokens, "llm_lora": vlm.lora is not None,
+                  "done": False}
         results.append(result)
         start, first = time.perf_counter(), None
         for piece in vlm.chat(picture, question, None, options):
