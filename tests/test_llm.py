@@ -88,7 +88,7 @@ def test_hub_style_loading_from_a_saved_folder(tiny_llm, tmp_path):
     assert torch.allclose(loaded.model(ids).logits, tiny_llm.model(ids).logits, atol=1e-5)
 
 
-def _saved_lora(llm, folder, seed):
+def _saved_lora(folder, seed):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -108,8 +108,8 @@ def test_attached_lora_changes_answers_only_in_calls_that_name_it(tiny_llm, tmp_
     inputs = llm.splice([_prompt(llm)], torch.randn(1, 3, 32))
     settings = GenerationSettings(max_new_tokens=8)
     before = llm.generate(inputs, settings)
-    llm.attach_lora("first", _saved_lora(llm, tmp_path, 1))
-    llm.attach_lora("second", _saved_lora(llm, tmp_path, 2))
+    llm.attach_lora("first", _saved_lora(tmp_path, 1))
+    llm.attach_lora("second", _saved_lora(tmp_path, 2))
     llm.attach_lora("first", str(tmp_path / "lora1"))  # attaching again is a no-op
     assert llm.loras == ["first", "second"]
     assert not llm.model.training

@@ -154,9 +154,12 @@ class Vocabulary:
         return self._unit_bf16
 
     def cosines(self, unit: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Cosines of unit-length queries [N, H] with every row [N, V], or with `rows` [M] -> [N, M]."""
+        """Cosines of unit-length queries [N, H] with every row -> [N, V], with shared `rows` [M] -> [N, M], or
+        with each query's own `rows` [N, M] -> [N, M]."""
         if rows is None:
             return (unit @ self.embeddings.T) * self.inverse_norms
+        if rows.dim() == 2:
+            return torch.einsum("nh,nmh->nm", unit, self.embeddings[rows]) * self.inverse_norms[rows]
         return (unit @ self.embeddings[rows].T) * self.inverse_norms[rows]
 
     @property
@@ -233,7 +236,7 @@ def _search(unit: torch.Tensor, vocab: Vocabulary, k: int, precision: str):
         approx = unit.bfloat16() @ vocab.unit_bf16.T
         shortlist = min(size, k + CANDIDATE_MARGIN)
         cut, cand = approx.topk(shortlist, dim=1)
-        exact = torch.einsum("nh,nmh->nm", unit, vocab.embeddings[cand]) * vocab.inverse_norms[cand]
+        exact = vocab.cosines(unit, cand)
         values, order = exact.topk(k, dim=1)
         agg_cut, agg_cand = approx.amax(dim=0).topk(shortlist)
         best, row = vocab.cosines(unit, agg_cand).max(dim=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -34,13 +33,11 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel) -> 
         extra = [llm.model]
 
         def save_extra(folder: str) -> None:
+            spec = LLMS.get(config.model.llm)
+            for lora_config in llm.model.peft_config.values():  # name the base model portably, not by local path
+                lora_config.base_model_name_or_path = spec.hub_id if spec else config.model.llm
             llm.model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors
             (Path(folder) / "README.md").unlink(missing_ok=True)  # peft's empty card; the adapter's card covers it
-            config_file = Path(folder) / "adapter_config.json"  # name the base model portably, not by local path
-            values = json.loads(config_file.read_text())
-            spec = LLMS.get(config.model.llm)
-            values["base_model_name_or_path"] = spec.hub_id if spec else config.model.llm
-            config_file.write_text(json.dumps(values, indent=2))
     else:
         llm.model.eval()
 
