@@ -15,7 +15,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vlm_demo import analysis, figures  # noqa: E402
+from vlm_demo import analysis  # noqa: E402
+from vlm_demo.analysis import figures  # noqa: E402
 from vlm_demo.pipeline import VisionLanguageModel  # noqa: E402
 
 TABLE_GOAL = 0.020  # seconds, nearest-vocabulary table with warm caches

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vlm_demo.adapters import ADAPTERS
 from vlm_demo.combos import COMBOS
 from vlm_demo.encoders import ENCODERS
@@ -44,3 +46,20 @@ def test_checkpoint_that_is_not_an_adapter_is_refused(tmp_path):
     Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     result = _run("caption", str(tmp_path / "x.png"), "--checkpoint", str(tmp_path))
     assert result.returncode == 2 and "no config.json" in result.stderr and "Traceback" not in result.stderr
+
+
+
+def test_out_of_range_options_are_one_line_errors_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from vlm_demo import cli
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    monkeypatch.setattr(cli, "load_vlm", lambda *_: pytest.fail("model loaded for a user error"))
+    for option, value, words in [("--temperature", "-1", "temperature must be in [0, 2]"),
+                                 ("--top-p", "5", "top-p must be in (0, 1]"),
+                                 ("--max-new-tokens", "0", "max new tokens must be at least 1"),
+                                 ("--batch-size", "0", "--batch-size must be at least 1")]:
+        assert cli.main(["caption", str(tmp_path / "x.png"), option, value]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {words}"), (option, lines)

@@ -135,21 +135,20 @@ def write_results(folder: Path, samples: list[Sample], answers: list[str], metri
 
 
 def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool = True) -> dict:
-    from vlm_demo.adapters import load_adapter, lora_folder
+    from vlm_demo.adapters import load_adapter, read_config
     from vlm_demo.encoders import build_encoder
-    from vlm_demo.llms import load_llm
 
     folder = Path(config.output_dir)
     checkpoint = checkpoint or str(folder / "adapter")
-    adapter = load_adapter(checkpoint)
-    encoder = build_encoder(config.model.encoder)
     samples = gather_samples(config.data.eval, "test")
-    if config.align.loss != "emd" and adapter.config.llm == config.align.teacher:
-        metrics = {"feature_mse": feature_mse(encoder, adapter, build_encoder(config.align.teacher), samples)}
+    values = read_config(checkpoint)
+    if config.align.loss != "emd" and values.get("llm") == config.align.teacher:
+        adapter = load_adapter(checkpoint, values=values)
+        encoder, teacher = build_encoder(config.model.encoder), build_encoder(config.align.teacher)
+        metrics = {"feature_mse": feature_mse(encoder, adapter, teacher, samples)}
         write_results(folder, [], [], metrics)
         return metrics
-    vlm = VisionLanguageModel(encoder, adapter, load_llm(config.model.llm), trained=True, name=config.name,
-                              lora_dir=lora_folder(checkpoint))
+    vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name)
     answers = answer_all(vlm, samples, config.eval.max_new_tokens, config.eval.batch_size, progress)
     metrics = compute_metrics(samples, answers)
     write_results(folder, samples, answers, metrics)

@@ -23,7 +23,7 @@ from train.features import FeatureCache
 from train.stages import Batch, StageParts
 from train.stages.align import align_stage
 from train.stages.caption import caption_stage
-from vlm_demo.adapters import LORA_FOLDER, Adapter, build_adapter, check_compatible, load_adapter
+from vlm_demo.adapters import LORA_FOLDER, Adapter, adapter_for
 from vlm_demo.encoders import EncoderOutput, build_encoder
 from vlm_demo.llms import LanguageModel, load_llm
 
@@ -40,17 +40,9 @@ def gather_samples(entries: list[dict], split: str) -> list[Sample]:
 
 
 def make_adapter(config: TrainConfig, encoder, target_name: str, target_width: int) -> Adapter:
-    if config.model.init_from:
-        adapter = load_adapter(config.model.init_from)
-        check_compatible(adapter.config, encoder.name, encoder.embed_dim, target_name, target_width)
-        return adapter.train()
-    return build_adapter(config.model.adapter, encoder=encoder.name, token_dim=encoder.embed_dim,
-                         num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims, llm=target_name,
-                         llm_hidden=target_width, **config.model.adapter_options)
-
-
-def uses_stages(config: TrainConfig) -> bool:
-    return config.model.adapter == "multistage" or bool(config.model.adapter_options.get("stage_features"))
+    """The adapter to train: `model.init_from` if set, else a new one of `model.adapter` with its options."""
+    return adapter_for(encoder, target_name, target_width, config.model.adapter, config.model.adapter_options,
+                       checkpoint=config.model.init_from or None).train()
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -187,7 +179,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     samples = gather_samples(config.data.train, "train")
     if not samples:
         raise ValueError("the training data is empty")
-    cache = FeatureCache(encoder, keep_stages=uses_stages(config))
+    cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps)
     started = time.perf_counter()
     features, rows = cache.features(samples, progress=progress)
     teacher = None

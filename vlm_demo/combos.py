@@ -1,16 +1,24 @@
-"""Named encoder + adapter checkpoint + LLM combinations; `default` runs fully offline."""
+"""Named encoder + adapter checkpoint + LLM combinations (`default` runs fully offline), and finding the one for
+three picked parts."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlm_demo.adapters import ADAPTERS, needs_stage_maps
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.llms import LLMS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ADAPTERS_DIR = ASSETS / "adapters"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ComboError(ValueError):
+    """Parts that do not exist or cannot work together; the message says which and what to pick instead."""
 
 
 @dataclass(frozen=True)
@@ -85,10 +93,49 @@ def get_combo(name: str) -> Combo:
     return COMBOS[name]
 
 
-def combo_from_checkpoint(path_or_id: str) -> Combo:
-    """A combination defined by an adapter checkpoint's own record of its encoder and LLM."""
-    from vlm_demo.adapters.base import read_config
+def find_combo(encoder: str, adapter: str, llm: str) -> Combo | None:
+    """The registered combination with these three parts, if any."""
+    for name, combo in COMBOS.items():
+        if name != DEFAULT_COMBO and (combo.encoder, combo.adapter, combo.llm) == (encoder, adapter, llm):
+            return combo
+    return None
 
-    config = read_config(path_or_id)
-    return Combo(f"checkpoint:{path_or_id}", config.get("encoder", ""), config["kind"], config.get("llm", ""),
-                 checkpoint=str(path_or_id), description=f"adapter checkpoint {path_or_id}")
+
+def _family_options(kind: str, encoder: str) -> dict[str, Any]:
+    """Options of the first registered combination of this family that the encoder can serve ({} if none)."""
+    servable = ENCODERS[encoder].stage_maps
+    for combo in COMBOS.values():
+        if combo.adapter == kind and (servable or not needs_stage_maps(kind, combo.adapter_options)):
+            return dict(combo.adapter_options)
+    return {}
+
+
+def adapter_families(encoder: str) -> list[str]:
+    """Adapter families that can run on an encoder (as each family declares what it needs)."""
+    return [kind for kind in ADAPTERS if ENCODERS[encoder].stage_maps or not needs_stage_maps(kind)]
+
+
+def trained_families(encoder: str, llm: str) -> list[str]:
+    return [kind for kind in adapter_families(encoder) if (c := find_combo(encoder, kind, llm)) and c.trained]
+
+
+def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> Combo:
+    """A registered combination, or an ad-hoc one with an untrained adapter; impossible choices raise ComboError."""
+    default = COMBOS[DEFAULT_COMBO]
+    encoder, adapter, llm = (encoder or default.encoder), (adapter or default.adapter), (llm or default.llm).strip()
+    if encoder not in ENCODERS:
+        raise ComboError(f"Unknown encoder '{encoder}'. Pick one of: {', '.join(ENCODERS)}.")
+    if adapter not in ADAPTERS:
+        raise ComboError(f"Unknown adapter '{adapter}'. Pick one of: {', '.join(ADAPTERS)}.")
+    if llm not in LLMS and not HUB_ID.match(llm):
+        raise ComboError(f"Unknown LLM '{llm}': pick one from the list or type a hub id such as owner/model-name.")
+    if adapter not in adapter_families(encoder):
+        with_maps = sorted(name for name, spec in ENCODERS.items() if spec.stage_maps)
+        raise ComboError(f"The {adapter} adapter needs CNN stage maps, which {encoder} does not give; use "
+                         f"{' or '.join(with_maps)}.")
+    found = find_combo(encoder, adapter, llm)
+    if found is not None:
+        return found
+    return Combo(f"{adapter} on {encoder} \u2192 {llm}", encoder, adapter, llm, checkpoint=None,
+                 adapter_options=_family_options(adapter, encoder),
+                 description="ad-hoc combination (no checkpoint ships)")

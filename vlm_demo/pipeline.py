@@ -8,7 +8,15 @@ from collections.abc import Iterator
 import torch
 from PIL import Image
 
-from vlm_demo.adapters import Adapter, build_adapter, check_compatible, load_adapter, lora_folder
+from vlm_demo.adapters import (
+    Adapter,
+    CheckpointError,
+    adapter_for,
+    check_compatible,
+    load_adapter,
+    lora_folder,
+    read_config,
+)
 from vlm_demo.combos import Combo, get_combo
 from vlm_demo.encoders import EncoderOutput, VisionEncoder, build_encoder
 from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs, load_llm
@@ -51,22 +59,32 @@ class VisionLanguageModel:
     @classmethod
     def from_combo(cls, combo: Combo | str, llm: LanguageModel | None = None,
                    encoder: VisionEncoder | None = None) -> VisionLanguageModel:
+        """A registered or ad-hoc combination: its checkpoint if one ships, else a seeded random adapter."""
         combo = get_combo(combo) if isinstance(combo, str) else combo
         device = default_device()
         encoder = encoder or build_encoder(combo.encoder).to(device)
         llm = llm or load_llm(combo.llm, device=device)
-        lora_dir = None
         if combo.checkpoint_path:
-            adapter = load_adapter(combo.checkpoint_path)
-            lora_dir = lora_folder(combo.checkpoint_path)
-        else:
-            torch.manual_seed(0)
-            adapter = build_adapter(
-                combo.adapter, encoder=encoder.name, token_dim=encoder.embed_dim,
-                num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims,
-                llm=llm.name, llm_hidden=llm.hidden_size, **combo.adapter_options,
-            )
-        return cls(encoder, adapter, llm, trained=combo.trained, name=combo.name, lora_dir=lora_dir)
+            return cls.from_checkpoint(combo.checkpoint_path, llm=llm, encoder=encoder, name=combo.name)
+        torch.manual_seed(0)
+        adapter = adapter_for(encoder, llm.name, llm.hidden_size, combo.adapter, combo.adapter_options)
+        return cls(encoder, adapter, llm, trained=False, name=combo.name)
+
+    @classmethod
+    def from_checkpoint(cls, path_or_id: str, llm: LanguageModel | None = None,
+                        encoder: VisionEncoder | None = None, name: str | None = None) -> VisionLanguageModel:
+        """An adapter checkpoint (folder or hub id) with the encoder and LLM its config names, or the ones given;
+        the config is read once, and a mismatch is refused naming both sides."""
+        values = read_config(path_or_id)
+        for part in ("encoder", "llm"):
+            if not values.get(part):
+                raise CheckpointError(f"{path_or_id}: its {part} is not recorded in config.json")
+        device = default_device()
+        encoder = encoder or build_encoder(values["encoder"]).to(device)
+        llm = llm or load_llm(values["llm"], device=device)
+        adapter = load_adapter(path_or_id, values=values)
+        return cls(encoder, adapter, llm, trained=True, name=name or f"checkpoint:{path_or_id}",
+                   lora_dir=lora_folder(path_or_id))
 
     @property
     def status(self) -> str:

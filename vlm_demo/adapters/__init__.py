@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlm_demo.adapters.attention import AttentionAdapter
 from vlm_demo.adapters.base import (
@@ -22,6 +22,9 @@ from vlm_demo.adapters.perceiver import PerceiverAdapter
 from vlm_demo.adapters.query import QueryAdapter
 from vlm_demo.adapters.tinylm import TinyLMAdapter
 
+if TYPE_CHECKING:
+    from vlm_demo.encoders import VisionEncoder
+
 ADAPTERS: dict[str, type[Adapter]] = {
     "linear": LinearAdapter,
     "mlp": MLPAdapter,
@@ -32,8 +35,8 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "tinylm": TinyLMAdapter,
 }
 
-__all__ = ["ADAPTERS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "build_adapter",
-           "check_compatible", "load_adapter", "lora_folder"]
+__all__ = ["ADAPTERS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_for", "build_adapter",
+           "check_compatible", "load_adapter", "lora_folder", "needs_stage_maps", "read_config"]
 
 
 def adapter_class(kind: str) -> type[Adapter]:
@@ -48,9 +51,27 @@ def build_adapter(kind: str, **config: Any) -> Adapter:
     return cls(cls.config_class.from_dict({**config, "kind": kind}))
 
 
-def load_adapter(path_or_id: str | Path, map_location: str = "cpu") -> Adapter:
-    """Load a checkpoint (config.json + model.safetensors) from a folder or hub repo id."""
-    values = read_config(path_or_id)
+def needs_stage_maps(kind: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether an adapter of this family with these options reads CNN stage maps (asked before building one)."""
+    return adapter_class(kind).config_class.from_dict({**(options or {}), "kind": kind}).needs_stage_maps
+
+
+def adapter_for(encoder: VisionEncoder, target: str, target_width: int, kind: str = "",
+                options: dict[str, Any] | None = None, checkpoint: str | Path | None = None) -> Adapter:
+    """The one way the pipeline, training and analysis get an adapter between `encoder` and a target (an LLM, or a
+    teacher encoder for distillation): a checkpoint checked against both sides, else a new random `kind` adapter."""
+    if checkpoint:
+        adapter = load_adapter(checkpoint)
+        check_compatible(adapter.config, encoder.name, encoder.embed_dim, target, target_width)
+        return adapter
+    return build_adapter(kind, encoder=encoder.name, token_dim=encoder.embed_dim, num_encoder_tokens=encoder.num_tokens,
+                         stage_dims=encoder.stage_dims, llm=target, llm_hidden=target_width, **(options or {}))
+
+
+def load_adapter(path_or_id: str | Path, map_location: str = "cpu", values: dict[str, Any] | None = None) -> Adapter:
+    """Load a checkpoint (config.json + model.safetensors) from a folder or hub repo id (`values`: its config, if
+    already read)."""
+    values = values if values is not None else read_config(path_or_id)
     try:
         cls = adapter_class(values["kind"])
     except ValueError as error:

@@ -48,6 +48,11 @@ class AdapterConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def needs_stage_maps(self) -> bool:
+        """Whether this adapter reads the encoder's CNN stage maps (only some encoders give them)."""
+        return False
+
 
 class Adapter(
     nn.Module,
@@ -74,6 +79,10 @@ class Adapter(
     @property
     def embed_dim(self) -> int:
         return self.config.llm_hidden
+
+    @property
+    def needs_stage_maps(self) -> bool:
+        return self.config.needs_stage_maps
 
     def forward(self, features: EncoderOutput) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -26,6 +26,10 @@ class MLPConfig(AdapterConfig):
     # LayerNorm on each input group (tokens and every stage) so maps with very different scales mix evenly.
     input_norm: bool = False
 
+    @property
+    def needs_stage_maps(self) -> bool:
+        return bool(self.stage_features)
+
 
 class MLPAdapter(Adapter):
     """Each image token (optionally with early-stage detail) through Linear-GELU-Linear (hidden 2x the LLM)."""

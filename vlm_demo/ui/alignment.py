@@ -8,7 +8,8 @@ from typing import Any
 import gradio as gr
 import torch
 
-from vlm_demo import analysis, figures
+from vlm_demo import analysis
+from vlm_demo.analysis import figures
 from vlm_demo.pipeline import DEFAULT_PROMPT
 from vlm_demo.ui.common import gpu, load_image, load_vlm, resolve_combo, settings_from, user_errors
 from vlm_demo.ui.sidebar import Controls

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO
-from vlm_demo.ui.common import human_count
+from vlm_demo.ui.status import human_count
 
 FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 NO_CARDS = ("### No trained adapters ship yet\nEvery combination currently runs with a **randomly initialised "

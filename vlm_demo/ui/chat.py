@@ -9,19 +9,21 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
+from vlm_demo.llms import GenerationSettings
 from vlm_demo.pipeline import DEFAULT_PROMPT
 from vlm_demo.ui.common import (
     DEFAULT,
+    DEFAULT_SETTINGS,
     gpu,
     load_image,
     load_vlm,
     message_text,
     resolve_combo,
     settings_from,
-    status_html,
     user_errors,
 )
 from vlm_demo.ui.sidebar import Controls
+from vlm_demo.ui.status import status_html
 
 Messages = list[dict[str, Any]]
 GENERATION = {"concurrency_id": "generate", "concurrency_limit": 2}
@@ -41,10 +43,9 @@ def to_pairs(history: Messages | None) -> list[tuple[str, str]]:
 
 
 def _answer(image: Any, message: str, history: Messages | None, encoder: str, adapter: str, llm: str,
-            settings: tuple, progress: Any) -> Iterator[tuple[Messages, str]]:
+            settings: GenerationSettings, progress: Any) -> Iterator[tuple[Messages, str]]:
     picture = load_image(image)
     combo = resolve_combo(encoder, adapter, llm)
-    options = settings_from(*settings)
     question = (message or "").strip() or DEFAULT_PROMPT
     vlm = load_vlm(combo, progress)
     status = status_html(combo, vlm)
@@ -54,7 +55,7 @@ def _answer(image: Any, message: str, history: Messages | None, encoder: str, ad
     shown += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
     yield shown, status
     answer = ""
-    for piece in vlm.chat(picture, question, turns, options):
+    for piece in vlm.chat(picture, question, turns, settings):
         answer += piece
         shown[-1]["content"] = answer
         yield shown, status
@@ -70,8 +71,9 @@ def respond(image: Any, message: str, history: Messages, encoder: str, adapter: 
     """Stream the answer to a message about the image; the message box is emptied once, not on every piece."""
     shown: Messages = []
     status = ""
-    for index, (shown, status) in enumerate(_answer(image, message, history, encoder, adapter, llm,
-                                                     (max_new_tokens, temperature, top_p, seed), progress)):
+    settings = settings_from(max_new_tokens, temperature, top_p, seed)
+    for index, (shown, status) in enumerate(_answer(image, message, history, encoder, adapter, llm, settings,
+                                                     progress)):
         yield shown, "" if index == 0 else gr.skip(), status
     yield shown, "", status
 
@@ -83,7 +85,7 @@ def describe(image: Any, history: Messages, encoder: str, adapter: str, llm: str
              progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str]]:  # noqa: B008
     """Ask for a description of the image (a caption) in the conversation."""
     yield from _answer(image, DEFAULT_PROMPT, history, encoder, adapter, llm,
-                       (max_new_tokens, temperature, top_p, seed), progress)
+                       settings_from(max_new_tokens, temperature, top_p, seed), progress)
 
 
 @user_errors
@@ -98,13 +100,14 @@ def regenerate(image: Any, history: Messages, encoder: str, adapter: str, llm: s
         raise gr.Error("There is nothing to regenerate yet: send a message first.", title="Nothing to regenerate")
     message = message_text(history[last].get("content"))
     yield from _answer(image, message, history[:last], encoder, adapter, llm,
-                       (max_new_tokens, temperature, top_p, seed), progress)
+                       settings_from(max_new_tokens, temperature, top_p, seed), progress)
 
 
 @gpu
 def caption(image: FileData, prompt: str = DEFAULT_PROMPT, encoder: str = DEFAULT.encoder,
-            adapter: str = DEFAULT.adapter, llm: str = DEFAULT.llm, max_new_tokens: int = 48,
-            temperature: float = 0.0, top_p: float = 0.9, seed: int = 0) -> dict:
+            adapter: str = DEFAULT.adapter, llm: str = DEFAULT.llm,
+            max_new_tokens: int = DEFAULT_SETTINGS.max_new_tokens, temperature: float = DEFAULT_SETTINGS.temperature,
+            top_p: float = DEFAULT_SETTINGS.top_p, seed: int = DEFAULT_SETTINGS.seed) -> dict:
     """Caption one image: returns caption, combination, adapter_trained and seconds."""
     start = time.perf_counter()
     picture = load_image(image)

@@ -1,14 +1,12 @@
-"""Shared UI pieces: safe uploads, combination choices and checks, generation settings, status text, error wrapping."""
+"""Shared UI plumbing: safe uploads, loading a combination from the shared cache, settings and errors as gr.Error."""
 
 from __future__ import annotations
 
 import base64
 import functools
-import html
 import inspect
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -19,8 +17,9 @@ from urllib.parse import urlparse
 import gradio as gr
 from PIL import Image
 
-from vlm_demo.adapters import ADAPTERS, CheckpointError
-from vlm_demo.combos import COMBOS, DEFAULT_COMBO, Combo
+from vlm_demo import combos
+from vlm_demo.adapters import CheckpointError
+from vlm_demo.combos import COMBOS, DEFAULT_COMBO, Combo, ComboError
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.images import ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
@@ -30,8 +29,7 @@ from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
 DEFAULT = COMBOS[DEFAULT_COMBO]
-STAGE_MAP_ENCODERS = {"efficientnet-lite0", "resnet-50"}  # encoders that hand stage maps to `multistage`
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEFAULT_SETTINGS = GenerationSettings()
 MAX_NEW_TOKENS = 256
 _HUB_STATE: list = []  # [checked at (monotonic seconds), reachable]
 
@@ -81,70 +79,12 @@ def load_image(value: Any) -> Image.Image:
     return image
 
 
-# ---------------------------------------------------------------------------------------------- choices
-
-def encoder_choices() -> list[tuple[str, str]]:
-    return [(f"{name}{_where(spec.availability())}", name) for name, spec in ENCODERS.items()]
-
-
-def llm_choices() -> list[tuple[str, str]]:
-    return [(f"{name}{_where(spec.availability())}", name) for name, spec in LLMS.items()]
-
-
-def _where(availability: str) -> str:
-    if "packaged" in availability:
-        return "  \u00b7  offline"
-    if "hub cache" in availability:
-        return "  \u00b7  hub cache"
-    return "  \u00b7  needs the hub"
-
-
-def adapter_families(encoder: str) -> list[str]:
-    """Adapter families that can run on an encoder (multistage needs CNN stage maps)."""
-    return [kind for kind in ADAPTERS if kind != "multistage" or encoder in STAGE_MAP_ENCODERS]
-
-
-def adapter_choices(encoder: str, llm: str) -> list[tuple[str, str]]:
-    """(label, family) pairs; the label says whether a trained checkpoint ships for this encoder and LLM."""
-    choices = []
-    for kind in adapter_families(encoder):
-        combo = find_combo(encoder, kind, llm)
-        state = "trained" if combo is not None and combo.trained else "untrained"
-        choices.append((f"{kind}  \u00b7  {state}", kind))
-    return choices
-
-
-def trained_families(encoder: str, llm: str) -> list[str]:
-    return [kind for kind in adapter_families(encoder) if (c := find_combo(encoder, kind, llm)) and c.trained]
-
-
-def find_combo(encoder: str, adapter: str, llm: str) -> Combo | None:
-    """The registered combination with these three parts, if any."""
-    for name, combo in COMBOS.items():
-        if name != DEFAULT_COMBO and (combo.encoder, combo.adapter, combo.llm) == (encoder, adapter, llm):
-            return combo
-    return None
-
-
 def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> Combo:
-    """A registered combination, or an ad-hoc one with an untrained adapter; impossible choices raise gr.Error."""
-    encoder, adapter, llm = (encoder or DEFAULT.encoder), (adapter or DEFAULT.adapter), (llm or DEFAULT.llm).strip()
-    if encoder not in ENCODERS:
-        raise gr.Error(f"Unknown encoder '{encoder}'. Pick one of: {', '.join(ENCODERS)}.", title="Impossible choice")
-    if adapter not in ADAPTERS:
-        raise gr.Error(f"Unknown adapter '{adapter}'. Pick one of: {', '.join(ADAPTERS)}.", title="Impossible choice")
-    if llm not in LLMS and not HUB_ID.match(llm):
-        raise gr.Error(f"Unknown LLM '{llm}': pick one from the list or type a hub id such as owner/model-name.",
-                       title="Impossible choice")
-    if adapter not in adapter_families(encoder):
-        raise gr.Error(f"The {adapter} adapter needs CNN stage maps, which {encoder} does not give; use "
-                       f"{' or '.join(sorted(STAGE_MAP_ENCODERS))}.", title="Impossible choice")
-    found = find_combo(encoder, adapter, llm)
-    if found is not None:
-        return found
-    options = next((c.adapter_options for c in COMBOS.values() if c.adapter == adapter), {})
-    return Combo(f"{adapter} on {encoder} \u2192 {llm}", encoder, adapter, llm, checkpoint=None,
-                 adapter_options=dict(options), description="ad-hoc combination (no checkpoint ships)")
+    """The combination for the picked parts (see `combos.resolve_combo`); impossible choices raise gr.Error."""
+    try:
+        return combos.resolve_combo(encoder, adapter, llm)
+    except ComboError as error:
+        raise gr.Error(str(error), title="Impossible choice") from None
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -198,62 +138,21 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
 
 
 def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) -> GenerationSettings:
-    """Validated generation settings (gr.Error on nonsense values from an API client)."""
+    """A handler's generation values as checked settings (missing ones take the defaults; gr.Error on nonsense)."""
     try:
-        tokens = int(max_new_tokens if max_new_tokens is not None else 48)
-        temp = float(temperature if temperature is not None else 0.0)
-        nucleus = float(top_p if top_p is not None else 0.9)
-        seed_value = int(seed) if seed not in (None, "") else 0
+        settings = GenerationSettings(
+            max_new_tokens=int(max_new_tokens if max_new_tokens is not None else DEFAULT_SETTINGS.max_new_tokens),
+            temperature=float(temperature if temperature is not None else DEFAULT_SETTINGS.temperature),
+            top_p=float(top_p if top_p is not None else DEFAULT_SETTINGS.top_p),
+            seed=int(seed) if seed not in (None, "") else DEFAULT_SETTINGS.seed)
     except (TypeError, ValueError):
         raise gr.Error("Generation settings must be numbers.", title="Bad settings") from None
-    if not 1 <= tokens <= MAX_NEW_TOKENS:
-        raise gr.Error(f"Max new tokens must be between 1 and {MAX_NEW_TOKENS}.", title="Bad settings")
-    if not 0.0 <= temp <= 2.0 or not 0.0 < nucleus <= 1.0 or seed_value < 0:
-        raise gr.Error("Temperature must be in [0, 2], top-p in (0, 1] and the seed 0 or more.", title="Bad settings")
-    return GenerationSettings(max_new_tokens=tokens, temperature=temp, top_p=nucleus, seed=seed_value)
+    try:
+        return settings.check(most_new_tokens=MAX_NEW_TOKENS)
+    except ValueError as error:
+        message = str(error)
+        raise gr.Error(message[0].upper() + message[1:] + ".", title="Bad settings") from None
 
-
-# ---------------------------------------------------------------------------------------------- status
-
-def human_count(count: int) -> str:
-    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if count >= size:
-            return f"{count / size:.2f} {unit}".replace(".00 ", " ")
-    return str(count)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def status_html(combo: Combo, vlm: VisionLanguageModel | None = None) -> str:
-    """The trained/untrained badge and one line about the combination."""
-    if combo.trained:
-        badge = '<span class="vd-badge vd-ok">Trained adapter</span>'
-        note = f"checkpoint <code>{html.escape(combo.checkpoint or '')}</code>"
-    else:
-        badge = '<span class="vd-badge vd-warn">Untrained adapter</span>'
-        note = ("no checkpoint ships for this combination yet: the adapter has <b>random weights</b>, so answers "
-                "describe noise, not the image")
-    parts = f"{html.escape(combo.encoder)} \u2192 <b>{html.escape(combo.adapter)}</b> \u2192 {html.escape(combo.llm)}"
-    if vlm is None:
-        vlm = _loaded(combo)
-    if vlm is not None:
-        size = (f"{human_count(vlm.adapter.num_parameters())} adapter parameters \u00b7 "
-                f"{plural(vlm.adapter.num_output_tokens, 'image token')} \u00b7 "
-                + ("LoRA on the LLM (trained with the adapter) \u00b7 " if vlm.lora else "") + "loaded")
-    else:
-        size = "loads on first use"
-    return (f'<div class="vd-status">{badge}<span class="vd-parts">{parts}</span>'
-            f'<div class="vd-note">{note}</div><div class="vd-note">{size}</div></div>')
-
-
-def _loaded(combo: Combo) -> VisionLanguageModel | None:
-    cache = get_cache()
-    return cache.vlm(combo) if cache.is_loaded(combo) else None
-
-
-# ---------------------------------------------------------------------------------------------- errors
 
 def user_errors(function: Callable) -> Callable:
     """Turn any unexpected exception into a one-line gr.Error (full traceback only in the server log)."""

@@ -10,20 +10,12 @@ from typing import Any
 
 import gradio as gr
 
+from vlm_demo.combos import trained_families
 from vlm_demo.pipeline import DEFAULT_PROMPT
-from vlm_demo.ui.common import (
-    DEFAULT,
-    adapter_choices,
-    gpu,
-    human_count,
-    load_image,
-    load_vlm,
-    resolve_combo,
-    settings_from,
-    trained_families,
-    user_errors,
-)
+from vlm_demo.ui.common import DEFAULT, gpu, load_image, load_vlm, resolve_combo, settings_from, user_errors
+from vlm_demo.ui.pickers import adapter_choices
 from vlm_demo.ui.sidebar import Controls
+from vlm_demo.ui.status import human_count
 
 MIN_ADAPTERS, MAX_ADAPTERS = 2, 4
 WORD = re.compile(r"\S+")

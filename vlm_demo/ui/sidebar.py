@@ -9,22 +9,20 @@ from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import ASSETS
+from vlm_demo.combos import ASSETS, adapter_families
 from vlm_demo.ui.common import (
     DEFAULT,
+    DEFAULT_SETTINGS,
     MAX_NEW_TOKENS,
-    adapter_choices,
-    adapter_families,
-    encoder_choices,
     gpu,
-    llm_choices,
     load_image,
     load_vlm,
     resolve_combo,
-    status_html,
     upload_image,
     user_errors,
 )
+from vlm_demo.ui.pickers import adapter_choices, encoder_choices, llm_choices
+from vlm_demo.ui.status import status_html
 
 EXAMPLES = ASSETS / "examples"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -75,10 +73,12 @@ def build() -> Controls:
                           info="or type a hub id (owner/name) where a hub is reachable", elem_id="vd-llm")
     status = gr.HTML(status_html(DEFAULT), elem_id="vd-status-box")
     with gr.Accordion("Generation settings", open=False, elem_id="vd-settings"):
-        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens")
-        temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature", info="0 = greedy")
-        top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
-        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+        max_new_tokens = gr.Slider(1, MAX_NEW_TOKENS, value=DEFAULT_SETTINGS.max_new_tokens, step=1,
+                                   label="Max new tokens")
+        temperature = gr.Slider(0.0, 2.0, value=DEFAULT_SETTINGS.temperature, step=0.05, label="Temperature",
+                                info="0 = greedy")
+        top_p = gr.Slider(0.05, 1.0, value=DEFAULT_SETTINGS.top_p, step=0.05, label="Top-p")
+        seed = gr.Number(DEFAULT_SETTINGS.seed, precision=0, minimum=0, label="Seed")
     controls = Controls(image, encoder, adapter, llm, status, max_new_tokens, temperature, top_p, seed)
     _wire(controls)
     return controls

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from vlm_demo import cli
 
 FIGURE_SUFFIXES = (".html", ".htm", ".png")
 
@@ -30,7 +31,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     neighbors.add_argument("--ablate", action="store_true",
                            help="also caption with each image token replaced by its nearest vocabulary embedding")
     neighbors.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for --ablate")
-    neighbors.add_argument("--max-new-tokens", type=int, default=32)
+    cli.add_settings_options(neighbors)
     neighbors.set_defaults(handler=cmd_neighbors)
 
     pca = verbs.add_parser("pca", help="PCA plot of image tokens over the LLM vocabulary (.html or .png)")
@@ -48,26 +49,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      help="plot this adapter checkpoint's tokens instead of the combination's adapter (repeatable, "
                           "e.g. epoch 1 and epoch 4 of one adapter); the first one's config names the encoder and LLM")
     pca.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for --caption")
-    pca.add_argument("--max-new-tokens", type=int, default=32)
+    cli.add_settings_options(pca)
     pca.set_defaults(handler=cmd_pca)
-
-
-def _load(combo: str, checkpoint: str | None = None):
-    from vlm_demo.combos import combo_from_checkpoint
-    from vlm_demo.pipeline import VisionLanguageModel
-
-    vlm = VisionLanguageModel.from_combo(combo_from_checkpoint(checkpoint) if checkpoint else combo)
-    if not vlm.trained:
-        print(f"note: combination '{vlm.name}' uses an {vlm.status}", file=sys.stderr)
-    return vlm
-
-
-def _settings(args: argparse.Namespace):
-    from vlm_demo.llms import GenerationSettings
-
-    if args.max_new_tokens < 1:
-        raise ValueError("--max-new-tokens must be at least 1")
-    return GenerationSettings(max_new_tokens=args.max_new_tokens)
 
 
 def _describe(vlm) -> str:
@@ -153,9 +136,9 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
         raise ValueError("--top-k must be at least 1")
     if args.baseline_samples < 1:
         raise ValueError("--baseline-samples must be at least 1")
-    settings = _settings(args)
+    settings = cli.settings_from_args(args)
     image = open_image(args.image)
-    vlm = _load(args.combo, args.checkpoint)
+    vlm = cli.load_vlm(args.combo, args.checkpoint)
     record, table = neighbors_record(vlm, image, args.image, args.top_k, args.baseline_samples, args.spectrum,
                                      args.ablate, args.prompt, settings)
     if args.json:
@@ -166,7 +149,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 
 def cmd_pca(args: argparse.Namespace) -> int:
-    from vlm_demo import figures
+    from vlm_demo.analysis import figures
     from vlm_demo.images import open_image
 
     out = Path(args.out)
@@ -176,12 +159,12 @@ def cmd_pca(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
     if args.vocab_sample < 0:
         raise ValueError("--vocab-sample must be 0 (all) or a positive number")
-    settings = _settings(args)
+    settings = cli.settings_from_args(args)
     images = [open_image(path) for path in args.images]
     names = [Path(path).name for path in args.images]
     if len(set(names)) < len(names):
         names = list(args.images)
-    vlm = _load(args.combo, args.checkpoint[0] if args.checkpoint else None)
+    vlm = cli.load_vlm(args.combo, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
         groups = figures.checkpoint_tokens(vlm, args.checkpoint, images, names)
         status = "adapter checkpoints: " + ", ".join(Path(c).name for c in args.checkpoint)

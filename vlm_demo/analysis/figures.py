@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import torch
 
 from vlm_demo import analysis
-from vlm_demo.adapters import check_compatible, load_adapter
+from vlm_demo.adapters import adapter_for
 from vlm_demo.analysis import Basis
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
@@ -102,8 +102,7 @@ def checkpoint_tokens(vlm, checkpoints: list[str | Path], images: list, names: l
     features = vlm.features(images)
     groups = {}
     for checkpoint in checkpoints:
-        adapter = load_adapter(checkpoint)
-        check_compatible(adapter.config, vlm.encoder.name, vlm.encoder.embed_dim, vlm.llm.name, vlm.llm.hidden_size)
+        adapter = adapter_for(vlm.encoder, vlm.llm.name, vlm.llm.hidden_size, checkpoint=checkpoint)
         with torch.inference_mode():
             tokens = adapter(features.to(vlm.llm.device))
         for name, row in zip(names, tokens):
