@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run caption test lint install install-dev browser bench
+.PHONY: run caption test lint install install-dev debs bench
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +29,17 @@ run: install
 caption: install
 	$(PY) -m vlm_demo caption assets/examples/chelsea.jpg assets/examples/shapes-test-*.png
 
-## Debian's chromium for the real-browser tests (Python playwright drives /usr/bin/chromium; nothing else is fetched).
-browser:
-	@command -v chromium >/dev/null || { \
+## Debian packages the tests and the training data need: chromium for the real-browser tests (Python playwright
+## drives /usr/bin/chromium), Noto Color Emoji and Open Clip Art drawings for open-world training data.
+DEBS = chromium fonts-noto-color-emoji openclipart-png
+debs:
+	@missing=$$(for deb in $(DEBS); do dpkg -s $$deb >/dev/null 2>&1 || echo $$deb; done); \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $$missing; fi
 
 ## Install everything and run the whole test suite (fails if no test runs).
-test: install-dev browser
+test: install-dev debs
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -53,7 +56,7 @@ bench: install
 ALIGN_EPOCHS_mlp = 10
 LORA_STAGE_mlp = model.init_from=runs/mlp-caption/adapter 'caption.llm_mode="lora"' \
 	train.max_steps=600 train.lr=5e-4 train.warmup_steps=10
-train-%: install
+train-%: install debs
 	$(PY) -m train align --config train/configs/$*.toml output_dir=runs/$*-align 'model.init_from=""' \
 		train.epochs=$(or $(ALIGN_EPOCHS_$*),1) train.max_steps=0 train.batch_size=16 train.lr=1e-3 train.save_every=200
 	$(PY) -m train caption --config train/configs/$*.toml

@@ -20,6 +20,7 @@ SMALL = {  # family -> (small options, expected number of output tokens)
     "perceiver": ({"num_latents": 6, "width": 32, "num_heads": 4}, 6),
     "multistage": ({"version": "v4", "proj_dim": 8, "fusion_dim": 16, "grid_size": 3, "transformer_heads": 4}, 9),
     "tinylm": ({"vocab_size": 100, "lm_width": 32, "lm_layers": 2, "num_latents": 4}, 4),
+    "label": ({"num_classes": 10, "top_k": 2, "tokens_per_class": 3}, 6),
 }
 
 
@@ -53,7 +54,7 @@ def test_gradients_reach_every_parameter(kind):
     adapter(fake_features()).pow(2).mean().backward()
     unused = {"tinylm": ("lm.lm_head", "lm.model.embed_tokens")}.get(kind, ())  # tied table: stage 1 only
     for name, parameter in adapter.named_parameters():
-        if name.startswith(unused):
+        if name.startswith(unused) or not parameter.requires_grad:  # e.g. the label family's frozen classifier
             continue
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
@@ -125,3 +126,29 @@ def test_unknown_family_and_unknown_config_keys_are_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"kind": "mlp", "colour": "red"}))
     with pytest.raises(CheckpointError, match="unknown keys: colour"):
         load_adapter(tmp_path)
+
+
+def test_label_tokens_start_from_the_class_names_and_the_encoders_own_head(tiny_llm):
+    from vlm_demo.encoders import ClassHead
+
+    names = ("red circle", "blue square", "a")
+    head = ClassHead(torch.randn(3, 64), torch.tensor([0.0, 5.0, 0.0]), names)
+    encoder = type("Encoder", (), {"name": "test-encoder", "class_head": head})()
+    adapter = build_adapter("label", **{**COMMON, "llm_hidden": 32}, num_classes=3, top_k=1, tokens_per_class=3)
+    adapter.start_from(encoder, tiny_llm)
+    embed = tiny_llm.model.get_input_embeddings().weight
+    ids = tiny_llm.tokenizer(" blue square", add_special_tokens=False)["input_ids"]
+    assert ids == [tiny_llm.tokenizer.convert_tokens_to_ids(w) for w in ("blue", "square")]
+    comma_padded = tiny_llm.tokenizer(",", add_special_tokens=False)["input_ids"]
+    assert torch.equal(adapter.labels.table[1, :2], embed[ids])
+    assert len(comma_padded) == 1 and torch.equal(adapter.labels.table[1, 2], embed[comma_padded[0]])
+    features = fake_features(batch=1)
+    features.pooled.zero_()  # the bias alone decides: class 1 ("blue square") is the top class
+    assert torch.allclose(adapter(features)[0], adapter.labels.table[1])
+    assert adapter.labels.head.weight.requires_grad is False
+
+
+def test_mlp_can_append_the_classifiers_label_tokens():
+    adapter = build_adapter("mlp", **COMMON, class_tokens=2, tokens_per_class=3, num_classes=10)
+    assert adapter.config.needs == {"class_head"} and adapter.num_output_tokens == 49 + 6
+    assert adapter(fake_features(batch=2)).shape == (2, 55, 32)

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from vlm_demo.adapters import ADAPTERS, needs_stage_maps
+from vlm_demo.adapters import ADAPTERS, adapter_needs
 from vlm_demo.combos import ComboError, adapter_families, resolve_combo
-from vlm_demo.encoders import ENCODERS
+from vlm_demo.encoders import ENCODERS, NEEDS
 from vlm_demo.llms import GenerationSettings
 
 
-def test_families_declare_whether_they_read_stage_maps():
-    assert needs_stage_maps("multistage")
-    assert not needs_stage_maps("mlp")
-    assert needs_stage_maps("mlp", {"stage_features": [0, 1]})
-    assert not any(needs_stage_maps(kind) for kind in ADAPTERS if kind != "multistage")
+def test_families_declare_what_they_need_from_the_encoder():
+    assert adapter_needs("multistage") == {"stage_maps"}
+    assert adapter_needs("mlp") == set()
+    assert adapter_needs("mlp", {"stage_features": [0, 1]}) == {"stage_maps"}
+    assert all(adapter_needs(kind) <= set(NEEDS) for kind in ADAPTERS)
 
 
-def test_only_encoders_with_stage_maps_are_offered_the_multistage_adapter():
+def test_an_encoder_is_offered_only_the_families_it_can_serve():
     for name, spec in ENCODERS.items():
-        assert ("multistage" in adapter_families(name)) == spec.stage_maps, name
-    assert ENCODERS["efficientnet-lite0"].stage_maps and ENCODERS["resnet-50"].stage_maps
+        assert ("multistage" in adapter_families(name)) == ("stage_maps" in spec.gives), name
+    assert "stage_maps" in ENCODERS["efficientnet-lite0"].gives and "stage_maps" in ENCODERS["resnet-50"].gives
 
 
 def test_an_ad_hoc_combination_gets_options_its_encoder_can_serve():
     on_cnn = resolve_combo("efficientnet-lite0", "mlp", "qwen2.5-0.5b-instruct")
     on_vit = resolve_combo("clip-vit-b16", "mlp", "smollm2-135m-instruct")
     assert on_cnn.adapter_options.get("stage_features") and not on_cnn.trained
-    assert not needs_stage_maps("mlp", on_vit.adapter_options)
+    assert not adapter_needs("mlp", on_vit.adapter_options)
 
 
 @pytest.mark.parametrize(("parts", "words"), [

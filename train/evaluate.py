@@ -55,6 +55,25 @@ def shapes_attributes(prediction: str, objects: list[dict]) -> dict[str, bool]:
     return {"colour": colours, "shape": shapes, "count": count, "all": colours and shapes and count}
 
 
+def names_object(text: str, keywords: list[str]) -> bool:
+    """Whether a caption names the main object: one of its words (or a plural), or a multi-word name, appears."""
+    said = words(text)
+    joined = " " + " ".join(said) + " "
+    return any((f" {' '.join(words(k))} " in joined) if " " in k else (k in said or k + "s" in said or k + "es" in said)
+               for k in keywords)
+
+
+def head_top1_names(encoder, samples: list[Sample]) -> float | None:
+    """The baseline a photo score must beat: how often the encoder's own top-1 ImageNet label names the object."""
+    head = encoder.class_head
+    if head is None or not samples:
+        return None
+    with torch.inference_mode():
+        pooled = encoder([s.load_image() for s in samples]).pooled
+        best = head.logits(pooled.to(head.weight.device)).argmax(dim=-1).tolist()
+    return sum(names_object(head.names[i], s.meta["keywords"]) for i, s in zip(best, samples)) / len(samples)
+
+
 def classification_correct(prediction: str, sample: Sample) -> tuple[bool, bool]:
     """(lenient: the class name appears, as the thesis counted; strict: it is the only class named)."""
     said = words(prediction)
@@ -93,6 +112,9 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
                 metrics["shapes_attributes"]["single_object_colour_and_shape"] = (
                     sum(r["colour"] and r["shape"] for r in single) / len(single))
             metrics["shapes_attributes"]["count_images"] = len(shaped)
+    named = [names_object(a, s.meta["keywords"]) for s, a in zip(samples, answers) if s.task == "name"]
+    if named:
+        metrics["photos_object_named"] = {"score": sum(named) / len(named), "count": len(named)}
     vqa = defaultdict(list)
     for sample, answer in zip(samples, answers):
         if sample.task == "vqa":
@@ -151,5 +173,8 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
     vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name)
     answers = answer_all(vlm, samples, config.eval.max_new_tokens, config.eval.batch_size, progress)
     metrics = compute_metrics(samples, answers)
+    if "photos_object_named" in metrics:
+        baseline = head_top1_names(vlm.encoder, [s for s in samples if s.task == "name"])
+        metrics["photos_object_named"]["encoder_top1_baseline"] = baseline
     write_results(folder, samples, answers, metrics)
     return metrics

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from train.config import TrainConfig
 from train.data import Sample, load_dataset
 from train.features import FeatureCache
+from train.pseudo_captions import write_head_captions
 from train.stages import Batch, StageParts
 from train.stages.align import align_stage
 from train.stages.caption import caption_stage
@@ -39,10 +40,11 @@ def gather_samples(entries: list[dict], split: str) -> list[Sample]:
     return samples
 
 
-def make_adapter(config: TrainConfig, encoder, target_name: str, target_width: int) -> Adapter:
+def make_adapter(config: TrainConfig, encoder, target_name: str, target_width: int,
+                 llm: LanguageModel | None = None) -> Adapter:
     """The adapter to train: `model.init_from` if set, else a new one of `model.adapter` with its options."""
     return adapter_for(encoder, target_name, target_width, config.model.adapter, config.model.adapter_options,
-                       checkpoint=config.model.init_from or None).train()
+                       checkpoint=config.model.init_from or None, llm=llm).train()
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -173,7 +175,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
         if not quantization:
             llm.model.to(accelerator.device)
         target_name, target_width = llm.name, llm.hidden_size
-    adapter = make_adapter(config, encoder, target_name, target_width).to(accelerator.device)
+    adapter = make_adapter(config, encoder, target_name, target_width, llm).to(accelerator.device)
     parts: StageParts = align_stage(config, adapter, llm) if stage == "align" else caption_stage(config, adapter, llm)
 
     samples = gather_samples(config.data.train, "train")
@@ -182,6 +184,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps)
     started = time.perf_counter()
     features, rows = cache.features(samples, progress=progress)
+    samples = write_head_captions(samples, features, rows, encoder.class_head, config.train.seed)
     teacher = None
     if teacher_encoder is not None:
         teacher_features, teacher_rows = FeatureCache(teacher_encoder).features(samples, progress=progress)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlm_demo.adapters import ADAPTERS, needs_stage_maps
-from vlm_demo.encoders import ENCODERS
+from vlm_demo.adapters import ADAPTERS, adapter_needs
+from vlm_demo.encoders import ENCODERS, NEEDS
 from vlm_demo.llms import LLMS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -57,25 +57,36 @@ class Combo:
         return f"{where}; {adapter}"
 
 
+LEGACY_ENCODER = "efficientnet-lite0-swish"  # the features the first shipped adapters were trained on
+
+
 def _combo(name: str, adapter: str, description: str, encoder: str = "efficientnet-lite0",
            llm: str = "smollm2-135m-instruct", **options: Any) -> Combo:
-    return Combo(name, encoder, adapter, llm, checkpoint=f"{encoder}--{name}--{llm}",
+    return Combo(name, encoder, adapter, llm, checkpoint=f"{encoder}--{adapter}--{llm}",
                  adapter_options=options, description=description)
 
+
+_MLP = {"stage_features": [0, 1], "stage_subgrid": [4, 2], "input_norm": True}
+_QUERY = {"num_queries": 32, "width": 256, "num_blocks": 2}
+_LEGACY = "; on the legacy Swish features of EfficientNet-Lite0 (trained before the activation fix)"
 
 COMBOS: dict[str, Combo] = {
     combo.name: combo
     for combo in [
-        _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage detail for colour), 49 tokens; default",
-               stage_features=[0, 1], stage_subgrid=[4, 2], input_norm=True),
+        _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage detail for colour), 49 tokens", **_MLP),
         _combo("linear", "linear", "one Linear layer on the pooled vector, k=1 pseudo-token", num_tokens=1),
-        _combo("query", "query", "32 learnable queries with self/cross-attention", num_queries=32, width=256,
-               num_blocks=2),
+        _combo("query", "query", "32 learnable queries with self/cross-attention", **_QUERY),
         _combo("attention", "attention", "4 self-attention blocks over the 49 tokens"),
         _combo("perceiver", "perceiver", "perceiver resampler, 32 latents"),
         _combo("multistage", "multistage", "multi-stage CNN fusion (v4) over four EfficientNet stage maps",
                version="v4"),
         _combo("tinylm", "tinylm", "tiny causal LM behind a 1-layer perceiver resampler (PaLM2-VAdapter)"),
+        _combo("mlp-swish", "mlp", "the first shipped MLP adapter (+ LoRA)" + _LEGACY, encoder=LEGACY_ENCODER,
+               **_MLP),
+        _combo("linear-swish", "linear", "the first shipped linear adapter" + _LEGACY, encoder=LEGACY_ENCODER,
+               num_tokens=1),
+        _combo("query-swish", "query", "the first shipped query adapter" + _LEGACY, encoder=LEGACY_ENCODER,
+               **_QUERY),
         _combo("dinov2-mlp", "mlp", "DINOv2-small tokens through an MLP", encoder="dinov2-small"),
         _combo("clip-mlp-qwen", "mlp", "CLIP ViT-B/16 -> MLP -> Qwen2.5-0.5B-Instruct (hub models)",
                encoder="clip-vit-b16", llm="qwen2.5-0.5b-instruct"),
@@ -83,7 +94,7 @@ COMBOS: dict[str, Combo] = {
                encoder="siglip-base", llm="smollm2-360m-instruct", num_queries=64),
     ]
 }
-COMBOS["default"] = COMBOS["mlp"]
+COMBOS["default"] = COMBOS["mlp-swish"]
 DEFAULT_COMBO = "default"
 
 
@@ -103,16 +114,15 @@ def find_combo(encoder: str, adapter: str, llm: str) -> Combo | None:
 
 def _family_options(kind: str, encoder: str) -> dict[str, Any]:
     """Options of the first registered combination of this family that the encoder can serve ({} if none)."""
-    servable = ENCODERS[encoder].stage_maps
     for combo in COMBOS.values():
-        if combo.adapter == kind and (servable or not needs_stage_maps(kind, combo.adapter_options)):
+        if combo.adapter == kind and adapter_needs(kind, combo.adapter_options) <= ENCODERS[encoder].gives:
             return dict(combo.adapter_options)
     return {}
 
 
 def adapter_families(encoder: str) -> list[str]:
     """Adapter families that can run on an encoder (as each family declares what it needs)."""
-    return [kind for kind in ADAPTERS if ENCODERS[encoder].stage_maps or not needs_stage_maps(kind)]
+    return [kind for kind in ADAPTERS if adapter_needs(kind) <= ENCODERS[encoder].gives]
 
 
 def trained_families(encoder: str, llm: str) -> list[str]:
@@ -129,10 +139,11 @@ def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> 
         raise ComboError(f"Unknown adapter '{adapter}'. Pick one of: {', '.join(ADAPTERS)}.")
     if llm not in LLMS and not HUB_ID.match(llm):
         raise ComboError(f"Unknown LLM '{llm}': pick one from the list or type a hub id such as owner/model-name.")
-    if adapter not in adapter_families(encoder):
-        with_maps = sorted(name for name, spec in ENCODERS.items() if spec.stage_maps)
-        raise ComboError(f"The {adapter} adapter needs CNN stage maps, which {encoder} does not give; use "
-                         f"{' or '.join(with_maps)}.")
+    missing = sorted(adapter_needs(adapter) - ENCODERS[encoder].gives)
+    if missing:
+        able = sorted(name for name, spec in ENCODERS.items() if adapter_needs(adapter) <= spec.gives)
+        raise ComboError(f"The {adapter} adapter needs {' and '.join(NEEDS[need] for need in missing)}, which "
+                         f"{encoder} does not give; use {' or '.join(able)}.")
     found = find_combo(encoder, adapter, llm)
     if found is not None:
         return found

@@ -67,7 +67,7 @@ class VisionLanguageModel:
         if combo.checkpoint_path:
             return cls.from_checkpoint(combo.checkpoint_path, llm=llm, encoder=encoder, name=combo.name)
         torch.manual_seed(0)
-        adapter = adapter_for(encoder, llm.name, llm.hidden_size, combo.adapter, combo.adapter_options)
+        adapter = adapter_for(encoder, llm.name, llm.hidden_size, combo.adapter, combo.adapter_options, llm=llm)
         return cls(encoder, adapter, llm, trained=False, name=combo.name)
 
     @classmethod

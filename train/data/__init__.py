@@ -7,6 +7,7 @@ from collections.abc import Callable
 from train.data.base import Sample, image_digest
 from train.data.classify import digits_samples, textiles_samples
 from train.data.formats import caption_samples
+from train.data.openworld import clipart_samples, emoji_samples, photos_samples
 from train.data.shapes import shapes_samples
 
 __all__ = ["DATASETS", "Sample", "caption_samples", "image_digest", "load_dataset"]
@@ -15,6 +16,9 @@ DATASETS: dict[str, Callable[..., list[Sample]]] = {
     "shapes": shapes_samples,
     "digits": digits_samples,
     "textiles": textiles_samples,
+    "photos": photos_samples,
+    "emoji": emoji_samples,
+    "clipart": clipart_samples,
 }
 
 
@@ -23,6 +27,6 @@ def load_dataset(name: str, split: str, count: int | None = None, **options) -> 
     if name in DATASETS:
         if name == "shapes":
             return DATASETS[name](split, count or 100, **options)
-        return DATASETS[name](split, count)
+        return DATASETS[name](split, count, **options)
     samples, _ = caption_samples(name, **options)
     return samples[:count] if count else samples

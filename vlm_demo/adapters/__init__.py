@@ -15,6 +15,7 @@ from vlm_demo.adapters.base import (
     lora_folder,
     read_config,
 )
+from vlm_demo.adapters.label import LabelAdapter
 from vlm_demo.adapters.linear import LinearAdapter
 from vlm_demo.adapters.mlp import MLPAdapter
 from vlm_demo.adapters.multistage import MultiStageAdapter
@@ -24,6 +25,7 @@ from vlm_demo.adapters.tinylm import TinyLMAdapter
 
 if TYPE_CHECKING:
     from vlm_demo.encoders import VisionEncoder
+    from vlm_demo.llms import LanguageModel
 
 ADAPTERS: dict[str, type[Adapter]] = {
     "linear": LinearAdapter,
@@ -33,10 +35,11 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "perceiver": PerceiverAdapter,
     "multistage": MultiStageAdapter,
     "tinylm": TinyLMAdapter,
+    "label": LabelAdapter,
 }
 
-__all__ = ["ADAPTERS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_for", "build_adapter",
-           "check_compatible", "load_adapter", "lora_folder", "needs_stage_maps", "read_config"]
+__all__ = ["ADAPTERS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_for", "adapter_needs",
+           "build_adapter", "check_compatible", "load_adapter", "lora_folder", "read_config"]
 
 
 def adapter_class(kind: str) -> type[Adapter]:
@@ -51,21 +54,27 @@ def build_adapter(kind: str, **config: Any) -> Adapter:
     return cls(cls.config_class.from_dict({**config, "kind": kind}))
 
 
-def needs_stage_maps(kind: str, options: dict[str, Any] | None = None) -> bool:
-    """Whether an adapter of this family with these options reads CNN stage maps (asked before building one)."""
-    return adapter_class(kind).config_class.from_dict({**(options or {}), "kind": kind}).needs_stage_maps
+def adapter_needs(kind: str, options: dict[str, Any] | None = None) -> frozenset[str]:
+    """What an adapter of this family with these options needs from its encoder (asked before building one)."""
+    return adapter_class(kind).config_class.from_dict({**(options or {}), "kind": kind}).needs
 
 
 def adapter_for(encoder: VisionEncoder, target: str, target_width: int, kind: str = "",
-                options: dict[str, Any] | None = None, checkpoint: str | Path | None = None) -> Adapter:
+                options: dict[str, Any] | None = None, checkpoint: str | Path | None = None,
+                llm: LanguageModel | None = None) -> Adapter:
     """The one way the pipeline, training and analysis get an adapter between `encoder` and a target (an LLM, or a
-    teacher encoder for distillation): a checkpoint checked against both sides, else a new random `kind` adapter."""
+    teacher encoder for distillation): a checkpoint checked against both sides, else a new `kind` adapter, random
+    apart from what the family starts from its encoder and `llm` (e.g. class-name embeddings)."""
     if checkpoint:
         adapter = load_adapter(checkpoint)
         check_compatible(adapter.config, encoder.name, encoder.embed_dim, target, target_width)
         return adapter
-    return build_adapter(kind, encoder=encoder.name, token_dim=encoder.embed_dim, num_encoder_tokens=encoder.num_tokens,
-                         stage_dims=encoder.stage_dims, llm=target, llm_hidden=target_width, **(options or {}))
+    adapter = build_adapter(kind, encoder=encoder.name, token_dim=encoder.embed_dim,
+                            num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims, llm=target,
+                            llm_hidden=target_width, **(options or {}))
+    if llm is not None:
+        adapter.start_from(encoder, llm)
+    return adapter
 
 
 def load_adapter(path_or_id: str | Path, map_location: str = "cpu", values: dict[str, Any] | None = None) -> Adapter:

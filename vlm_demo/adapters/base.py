@@ -49,9 +49,14 @@ class AdapterConfig:
         return asdict(self)
 
     @property
+    def needs(self) -> frozenset[str]:
+        """What this adapter reads beyond image tokens (keys of `vlm_demo.encoders.NEEDS`); only some encoders give
+        them."""
+        return frozenset()
+
+    @property
     def needs_stage_maps(self) -> bool:
-        """Whether this adapter reads the encoder's CNN stage maps (only some encoders give them)."""
-        return False
+        return "stage_maps" in self.needs
 
 
 class Adapter(
@@ -86,6 +91,9 @@ class Adapter(
 
     def forward(self, features: EncoderOutput) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def start_from(self, encoder: Any, llm: Any) -> None:
+        """Initialise a new adapter from its encoder and LLM where the family can (e.g. from class names)."""
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

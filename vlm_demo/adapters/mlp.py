@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlm_demo.adapters.base import Adapter, AdapterConfig
+from vlm_demo.adapters.label import LabelTokens
 from vlm_demo.encoders.base import EncoderOutput
 
 
@@ -25,10 +26,15 @@ class MLPConfig(AdapterConfig):
     stage_subgrid: list[int] = field(default_factory=list)
     # LayerNorm on each input group (tokens and every stage) so maps with very different scales mix evenly.
     input_norm: bool = False
+    # Top classes of the encoder's own classifier appended as label tokens (see adapters/label.py); 0 = none.
+    class_tokens: int = 0
+    tokens_per_class: int = 4
+    num_classes: int = 1000
 
     @property
-    def needs_stage_maps(self) -> bool:
-        return bool(self.stage_features)
+    def needs(self) -> frozenset[str]:
+        return frozenset({"stage_maps"} if self.stage_features else ()) | frozenset(
+            {"class_head"} if self.class_tokens else ())
 
 
 class MLPAdapter(Adapter):
@@ -51,6 +57,8 @@ class MLPAdapter(Adapter):
         self.fc1 = nn.Linear(sum(group_dims), hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, c.llm_hidden)
+        self.labels = (LabelTokens(c.token_dim, c.llm_hidden, c.num_classes, c.class_tokens, c.tokens_per_class)
+                       if c.class_tokens else None)
 
     @property
     def subgrids(self) -> list[int]:
@@ -58,7 +66,11 @@ class MLPAdapter(Adapter):
 
     @property
     def num_output_tokens(self) -> int:
-        return self.config.num_encoder_tokens
+        return self.config.num_encoder_tokens + (self.labels.num_tokens if self.labels is not None else 0)
+
+    def start_from(self, encoder, llm) -> None:
+        if self.labels is not None:
+            self.labels.start_from(encoder, llm)
 
     def forward(self, features: EncoderOutput) -> torch.Tensor:
         tokens = features.tokens
@@ -71,4 +83,7 @@ class MLPAdapter(Adapter):
             groups.append(stage.flatten(2).transpose(1, 2))
         if self.norms is not None:
             groups = [norm(group) for norm, group in zip(self.norms, groups)]
-        return self.fc2(self.act(self.fc1(torch.cat(groups, dim=-1))))
+        cells = self.fc2(self.act(self.fc1(torch.cat(groups, dim=-1))))
+        if self.labels is None:
+            return cells
+        return torch.cat([cells, self.labels(features.pooled).to(cells.dtype)], dim=1)

@@ -30,8 +30,8 @@ class MultiStageConfig(AdapterConfig):
     transformer_heads: int = 8
 
     @property
-    def needs_stage_maps(self) -> bool:
-        return True
+    def needs(self) -> frozenset[str]:
+        return frozenset({"stage_maps"})
 
 
 class MultiStageAdapter(Adapter):

@@ -38,6 +38,18 @@ class EncoderOutput:
         )
 
 
+@dataclass(frozen=True)
+class ClassHead:
+    """An encoder's own classifier on its pooled vector: logits = pooled @ weight.T + bias."""
+
+    weight: torch.Tensor  # [classes, D]
+    bias: torch.Tensor  # [classes]
+    names: tuple[str, ...]  # class names in class-id order
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        return pooled.to(self.weight.dtype) @ self.weight.T + self.bias
+
+
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
     """Resize the shorter side to `size` (bicubic) and crop the centre square."""
     width, height = image.size
@@ -70,6 +82,11 @@ class VisionEncoder(nn.Module, ABC):
     def stage_dims(self) -> list[int]:
         """Channels of each stage map (empty for encoders without stage maps)."""
         return []
+
+    @property
+    def class_head(self) -> ClassHead | None:
+        """The encoder's own classifier on `pooled` (e.g. its ImageNet head), if it has one."""
+        return None
 
     @property
     def preprocessing_id(self) -> str:

@@ -1,0 +1,85 @@
+"""Open world: the encoder's ImageNet head, the photo evaluation set and its metric, drawings with pseudo-captions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from train.data import load_dataset
+from train.data.openworld import CLIPART_ROOT, EMOJI_FONT, HEAD_CAPTION, PHOTOS
+from train.evaluate import compute_metrics, names_object
+from train.pseudo_captions import GROUPS, head_caption, write_head_captions
+from vlm_demo.encoders import ClassHead, EncoderOutput, build_encoder
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return load_dataset("photos", "test")
+
+
+def test_the_packaged_encoder_runs_relu6_and_its_head_recognises_photos(photos):
+    right = {"photos-cheetah_face": "cheetah", "photos-lion": "lion", "photos-coffee": "espresso"}
+    chosen = [s for s in photos if s.image_id in right]
+    fixed, legacy = build_encoder("efficientnet-lite0"), build_encoder("efficientnet-lite0-swish")
+    head = fixed.class_head
+    top = head.logits(fixed([s.load_image() for s in chosen]).pooled).argmax(dim=-1).tolist()
+    assert [head.names[i] for i in top] == [right[s.image_id] for s in chosen]
+    assert legacy.class_head is None and legacy.preprocessing_id != fixed.preprocessing_id
+    assert legacy([chosen[0].load_image()]).tokens.shape == (1, 49, 1280)
+
+
+def test_photo_set_is_for_evaluation_with_keywords_for_every_image(photos):
+    assert len(photos) == len(PHOTOS) >= 15
+    assert all(s.task == "name" and s.meta["keywords"] and s.load_image().size[0] >= 200 for s in photos)
+    with pytest.raises(ValueError, match="evaluation set"):
+        load_dataset("photos", "train")
+
+
+def test_a_caption_names_the_object_by_a_word_a_plural_or_a_phrase():
+    assert names_object("A tabby cat sits on a mat.", ["cat"])
+    assert names_object("Two cheetahs run.", ["cheetah"])
+    assert names_object("The space shuttle lifts off.", ["space shuttle"])
+    assert not names_object("A category of things.", ["cat"])
+    assert not names_object("Shuttle buses in space.", ["space shuttle"])
+
+
+def test_photo_score_counts_named_objects(photos):
+    answers = ["A cat." if s.image_id == "photos-chelsea" else "Three shapes." for s in photos]
+    metrics = compute_metrics(photos, answers)
+    assert metrics["photos_object_named"] == {"score": 1 / len(photos), "count": len(photos)}
+
+
+def test_head_captions_use_the_everyday_word_for_a_group_of_classes():
+    names = tuple(f"class {i}" for i in range(1000))
+    probs = torch.zeros(1000)
+    probs[GROUPS["dog"][:4]] = 0.2  # four breeds at 0.2 beat one class at 0.3: "dog", named by its top breed
+    probs[500] = 0.2
+    caption = head_caption(probs, names, random.Random(0))
+    assert "dog" in caption and f"class {GROUPS['dog'][0]}" in caption
+    unsure = torch.full((1000,), 1 / 1000)
+    assert head_caption(unsure, names, random.Random(0)) is None
+
+
+def test_drawings_get_pseudo_captions_from_the_head_and_unsure_ones_are_dropped():
+    drawings = [s for name in ("emoji", "clipart") for s in _drawings_or_skip(name)]
+    rows = {s.image_id: i for i, s in enumerate(drawings)}
+    pooled = torch.zeros(len(drawings), 8)
+    pooled[0, 0] = 10.0  # only the first image is confidently class 0; the others are uniform over 8 classes
+    head = ClassHead(torch.eye(8), torch.zeros(8), ("tabby cat", "lion", "cup", "moped", *"abcd"))
+    features = EncoderOutput(torch.zeros(len(drawings), 1, 8), pooled)
+    kept = write_head_captions(drawings, features, rows, head)
+    assert [s.image_id for s in kept] == [drawings[0].image_id]
+    assert "tabby cat" in kept[0].target and drawings[0].meta["caption_from"] == HEAD_CAPTION
+    with pytest.raises(ValueError, match="own classifier"):
+        write_head_captions(drawings, features, rows, None)
+
+
+def _drawings_or_skip(name: str) -> list:
+    missing = {"emoji": EMOJI_FONT, "clipart": CLIPART_ROOT}[name]
+    if not missing.exists():
+        pytest.skip(f"{missing} is not installed (Debian package; `make data` installs it)")
+    samples = load_dataset(name, "train", 2, variants=1)
+    assert [s.load_image().size for s in samples] == [(224, 224)] * 2
+    return samples

@@ -1,0 +1,157 @@
+"""Open-world images available offline: everyday photos shipped in installed packages (evaluation only), and
+labelled drawings from Debian (Noto Color Emoji glyphs, Open Clip Art PNGs) for training with pseudo-captions."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import unicodedata
+from functools import cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from train.data.base import Sample
+from train.data.classify import _split_indices
+
+NAME_PROMPT = "Describe this image."
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # Debian: fonts-noto-color-emoji
+CLIPART_ROOT = Path("/usr/share/openclipart/png")  # Debian: openclipart-png
+HEAD_CAPTION = "class_head"  # meta["caption_from"]: the target is written from the encoder's own classifier
+
+# name: (package, path inside it, words that name the main object, subject and licence as the package states)
+PHOTOS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "chelsea": ("skimage", "data/chelsea.png", ("cat", "kitten", "kitty", "tabby"),
+                "Chelsea the cat; Stefan van der Walt, CC0"),
+    "coffee": ("skimage", "data/coffee.png", ("coffee", "espresso", "cappuccino", "latte", "cup", "mug"),
+               "coffee cup; Rachel Michetti, CC0"),
+    "motorcycle": ("skimage", "data/motorcycle_left.png", ("motorcycle", "motorbike", "moped", "scooter", "bike"),
+                   "motorcycle (Middlebury stereo set); scikit-image data, see its README"),
+    "rocket": ("skimage", "data/rocket.jpg", ("rocket", "missile", "space shuttle", "spacecraft"),
+               "Falcon 9 launching DSCOVR; SpaceX, CC0"),
+    "astronaut": ("skimage", "data/astronaut.png", ("astronaut", "woman", "person", "spacesuit", "space suit"),
+                  "astronaut Eileen Collins; NASA, public domain"),
+    "cameraman": ("skimage", "data/camera.png", ("man", "person", "photographer", "cameraman", "camera"),
+                  "the cameraman; scikit-image data, see its README"),
+    "coins": ("skimage", "data/coins.png", ("coin", "coins", "money"),
+              "Greek coins from Pompeii; Brooklyn Museum, no known copyright restrictions"),
+    "temple": ("sklearn", "datasets/images/china.jpg", ("temple", "pagoda", "palace", "building", "shrine",
+                                                        "tower"), "Summer Palace, Beijing; danielbuechele, CC BY 2.0"),
+    "flower": ("sklearn", "datasets/images/flower.jpg", ("flower", "flowers", "dahlia", "daisy", "blossom", "bloom"),
+               "dahlia; vultilion, CC BY 2.0"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
+                     ("woman", "person", "lady", "officer", "admiral", "sailor"),
+                     "Grace Hopper; US Navy, public domain"),
+    "cheetah_running": ("gradio", "media_assets/images/cheetah.jpg", ("cheetah", "cheetahs"),
+                        "cheetah; gradio's media assets (Apache-2.0 package)"),
+    "cheetah_face": ("gradio", "media_assets/images/cheetah1.jpg", ("cheetah", "cheetahs"),
+                     "cheetah; gradio's media assets (Apache-2.0 package)"),
+    "lion": ("gradio", "media_assets/images/lion.jpg", ("lion", "lioness", "lions"),
+             "lion; gradio's media assets (Apache-2.0 package)"),
+    "eiffel_tower": ("gradio", "media_assets/images/tower.jpg", ("tower", "eiffel"),
+                     "the Eiffel Tower; gradio's media assets (Apache-2.0 package)"),
+    "groot": ("gradio", "media_assets/images/groot.jpeg", ("groot", "tree"),
+              "Groot (film still); gradio's media assets (Apache-2.0 package)"),
+}
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A file inside an installed package, located without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package '{package}' is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / relative
+
+
+def photos_samples(split: str, count: int | None = None) -> list[Sample]:
+    """Everyday photos with the words that name their main object; an evaluation set, never trained on."""
+    if split == "train":
+        raise ValueError("'photos' is an evaluation set (everyday photos from installed packages); train on "
+                         "'emoji' or 'clipart' instead")
+    samples = []
+    for name, (package, relative, keywords, credit) in list(PHOTOS.items())[:count]:
+        path = package_file(package, relative)
+        samples.append(Sample(f"photos-{name}", lambda path=path: Image.open(path).convert("RGB"), NAME_PROMPT,
+                              f"A photo of a {keywords[0]}.", "name", qtype="photos", label=keywords[0],
+                              meta={"keywords": list(keywords), "credit": credit}))
+    return samples
+
+
+def _background(rng: random.Random) -> tuple[int, int, int]:
+    """A light or mid-tone plain background, as drawings are usually shown."""
+    base = rng.randint(150, 255)
+    return tuple(max(0, min(255, base + rng.randint(-40, 40))) for _ in range(3))  # type: ignore[return-value]
+
+
+def place(drawing: Image.Image, rng: random.Random, size: int = 224) -> Image.Image:
+    """An RGBA drawing scaled to 45-90% of the canvas at a random spot on a random background (augmentation)."""
+    drawing = drawing.convert("RGBA")
+    box = drawing.getbbox()
+    if box:
+        drawing = drawing.crop(box)
+    if rng.random() < 0.5:
+        drawing = drawing.transpose(Image.FLIP_LEFT_RIGHT)
+    scale = rng.uniform(0.45, 0.9) * size / max(drawing.size)
+    drawing = drawing.resize((max(1, round(drawing.width * scale)), max(1, round(drawing.height * scale))),
+                             Image.LANCZOS)
+    canvas = Image.new("RGBA", (size, size), _background(rng) + (255,))
+    left, top = rng.randint(0, size - drawing.width), rng.randint(0, size - drawing.height)
+    canvas.alpha_composite(drawing, (left, top))
+    return canvas.convert("RGB")
+
+
+@cache
+def emoji_glyphs() -> tuple[tuple[int, str], ...]:
+    """(code point, Unicode name) of every single-code-point glyph in Noto Color Emoji."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(str(EMOJI_FONT), lazy=True) as font:
+        points = sorted(font.getBestCmap())
+    return tuple((point, unicodedata.name(chr(point)).lower()) for point in points
+                 if point > 0x2000 and unicodedata.name(chr(point), ""))
+
+
+def _render_emoji(point: int) -> Image.Image:
+    font = ImageFont.truetype(str(EMOJI_FONT), 109)  # the only size this bitmap font has
+    canvas = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((10, 10), chr(point), font=font, embedded_color=True)
+    return canvas
+
+
+def _drawings(split: str, count: int | None, variants: int, seed: int, prefix: str,
+              items: list[tuple[str, str]], render) -> list[Sample]:
+    """`variants` augmented placements of each drawing in the split; captions come from the encoder's head."""
+    samples = []
+    for index in _split_indices(len(items), split, seed=0):
+        key, name = items[index]
+        for variant in range(variants):
+            def load(key=key, variant=variant) -> Image.Image:
+                return place(render(key), random.Random(f"{seed}-{prefix}-{key}-{variant}"))
+
+            samples.append(Sample(f"{prefix}-{seed}-{key}-{variant}", load, NAME_PROMPT, "", "caption",
+                                  qtype=prefix, meta={"caption_from": HEAD_CAPTION, "name": name}))
+        if count and len(samples) >= count:
+            return samples[:count]
+    return samples
+
+
+def emoji_samples(split: str, count: int | None = None, variants: int = 1, seed: int = 0) -> list[Sample]:
+    """Noto Color Emoji glyphs placed on plain backgrounds (Debian fonts-noto-color-emoji, SIL OFL 1.1)."""
+    if not EMOJI_FONT.is_file():
+        raise FileNotFoundError(f"{EMOJI_FONT} is missing: install Debian's fonts-noto-color-emoji (make data)")
+    items = [(str(point), name) for point, name in emoji_glyphs()]
+    return _drawings(split, count, variants, seed, "emoji", items, lambda key: _render_emoji(int(key)))
+
+
+@cache
+def clipart_files() -> tuple[Path, ...]:
+    return tuple(sorted(CLIPART_ROOT.rglob("*.png")))
+
+
+def clipart_samples(split: str, count: int | None = None, variants: int = 1, seed: int = 0) -> list[Sample]:
+    """Open Clip Art PNGs on plain backgrounds (Debian openclipart-png, public domain)."""
+    if not CLIPART_ROOT.is_dir():
+        raise FileNotFoundError(f"{CLIPART_ROOT} is missing: install Debian's openclipart-png (make data)")
+    items = [(path.relative_to(CLIPART_ROOT).as_posix(), path.relative_to(CLIPART_ROOT).with_suffix("").as_posix())
+             for path in clipart_files()]
+    return _drawings(split, count, variants, seed, "clipart", items, lambda key: Image.open(CLIPART_ROOT / key))
