@@ -25,7 +25,12 @@ CARD_METRICS = [
     ("textiles_accuracy", "majority_class_baseline", "textiles: always answering the commonest class"),
     ("caption", "bleu4", "shapes caption BLEU-4 (sacrebleu)"),
     ("caption", "cider", "shapes caption CIDEr-D"),
+    ("photos_object_named", "score", "everyday photos: the caption names the main object"),
+    ("photos_object_named", "encoder_top1_baseline", "everyday photos: the encoder's top-1 ImageNet label names it"),
 ]
+DATA_WORDS = {"shapes": "synthetic shapes", "digits": "handwritten digits", "textiles": "three textile classes",
+              "emoji": "emoji drawings", "clipart": "clip-art drawings"}
+OPEN_WORLD = {"emoji", "clipart"}
 
 
 def _read_losses(folder: Path) -> tuple[list[int], list[float]]:
@@ -78,7 +83,7 @@ def ship(config: TrainConfig) -> Path:
     """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png."""
     output = Path(config.output_dir)
     metrics = json.loads((output / "eval.json").read_text())
-    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.name}--{config.model.llm}"
+    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -135,6 +140,22 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
         lora_note = (", whose attention layers carry a small LoRA trained with the adapter (`lora/`, peft format; "
                      "the app switches it on only for this adapter)")
     evals = ", ".join(f"{d['name']} ({d.get('count', 'all')})" for d in config.data.eval)
+    seen = list(dict.fromkeys(d["name"] for run in runs.values() for d in run["data"]["train"]))
+    seen_text = ", ".join(DATA_WORDS.get(name, name) for name in seen)
+    if OPEN_WORLD & set(seen):
+        world = (f"It has seen {seen_text}. The drawings are captioned by the encoder's own ImageNet classifier "
+                 "(pseudo-captions: the class it is sure of, with the everyday word for groups such as dog breeds), so "
+                 "on photos it says what that classifier sees, in a sentence; objects ImageNet has no class for "
+                 "(people, buildings in general) are its blind spot.")
+    else:
+        world = (f"It has seen {seen_text}, not the open world, so photos outside that world get captions about "
+                 "them.")
+    photos = metrics.get("photos_object_named")
+    if photos:
+        limits.append(f"- Everyday photos: the caption names the main object in {photos['score']:.0%} of "
+                      f"{photos['count']} held-out photos (the encoder's own top-1 label: "
+                      f"{photos['encoder_top1_baseline']:.0%}); per-photo answers are in eval_predictions.jsonl of "
+                      "the run.")
     stage_lines = []
     for stage, summary in summaries.items():
         run = runs[stage]
@@ -154,16 +175,15 @@ license: apache-2.0
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 
 A `{config.model.adapter}` adapter that turns `{config.model.encoder}` image features into pseudo-tokens for
-`{config.model.llm}`{lora_note}. Trained on a 2-core CPU with a small budget: it has seen synthetic shapes,
-handwritten digits and three textile classes, not the open world, so photos outside that world get captions
-about shapes, digits or textiles.
+`{config.model.llm}`{lora_note}. Trained on a 2-core CPU with a small budget. {world}
 
 - Trainable parameters: {params}
 - Options: `{json.dumps(config.model.adapter_options) if config.model.adapter_options else "defaults"}`
 
 ## Training
-Data: train splits only. Prompts: "Describe this image." (shapes captions, four wordings), shapes VQA
-(count, colour, shape, position), "What digit is this?", and the textile defect question.
+Data: train splits only (held-out photos: everyday photos shipped in installed packages, listed with their licences
+in `train/data/openworld.py`; never trained on). Prompts: "Describe this image." (captions), shapes VQA (count,
+colour, shape, position), "What digit is this?", and the textile defect question.
 
 {chr(10).join(stage_lines)}
 
