@@ -43,6 +43,15 @@ def tiny_llm() -> LanguageModel:
     return LanguageModel("tiny-llama", LlamaForCausalLM(config), tiny_tokenizer())
 
 
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory, tiny_llm):
+    """The tiny LLM saved as a folder, for code that loads an LLM by name (train_stage, QLoRA)."""
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tiny_llm.model.save_pretrained(folder)
+    tiny_llm.tokenizer.save_pretrained(folder)
+    return folder
+
+
 def fake_features(batch: int = 2, tokens: int = 49, dim: int = 64, stage_dims=(8, 16, 32, 64)) -> EncoderOutput:
     sizes = [28, 14, 7, 7]
     stages = [torch.randn(batch, c, s, s) for c, s in zip(stage_dims, sizes)]

@@ -24,14 +24,6 @@ from train.losses import emd_loss
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def tiny_llm_dir(tmp_path_factory, tiny_llm):
-    folder = tmp_path_factory.mktemp("tiny-llm")
-    tiny_llm.model.save_pretrained(folder)
-    tiny_llm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _overrides(llm_dir: Path, output: Path, *extra: str) -> list[str]:
     return [f'model.llm="{llm_dir}"', f'output_dir="{output}"', 'data.train=[{name="shapes",count=12}]',
             'data.eval=[{name="shapes",count=4,vqa_per_image=1},{name="digits",count=4}]', "train.batch_size=4",

@@ -57,7 +57,7 @@ class LoopConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 20
     seed: int = 0
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    precision: str = "auto"  # auto (bf16 where the device multiplies bf16 in hardware, else fp32) | fp32 | bf16
     log_every: int = 10
     save_every: int = 100
     keep_checkpoints: int = 2
@@ -88,7 +88,7 @@ CHOICES = {
     "align.loss": {"emd", "mse", "cosine"},
     "align.emd_method": {"exact", "sinkhorn"},
     "caption.llm_mode": {"frozen", "lora", "qlora"},
-    "train.mixed_precision": {"no", "fp16", "bf16"},
+    "train.precision": {"auto", "fp32", "bf16"},
 }
 POSITIVE = {"train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
             "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r"}

@@ -1,4 +1,4 @@
-"""Frozen-encoder feature cache: tokens computed once per (encoder, preprocessing, image content)."""
+"""Frozen-encoder feature cache: tokens computed once per (encoder, preprocessing, precision, image content)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,20 @@ from tqdm import tqdm
 
 from train.data.base import Sample, image_digest
 from vlm_demo.encoders import EncoderOutput, VisionEncoder
+from vlm_demo.precision import autocast
 from vlm_demo.sources import cache_dir
 
 
 class FeatureCache:
     """Stores each image's features as fp16 safetensors under a folder named by encoder and preprocessing."""
 
-    def __init__(self, encoder: VisionEncoder, keep_stages: bool = False, root: Path | None = None) -> None:
+    def __init__(self, encoder: VisionEncoder, keep_stages: bool = False, root: Path | None = None,
+                 precision: str = "fp32") -> None:
         self.encoder = encoder
         self.keep_stages = keep_stages
-        key = hashlib.sha1(f"{encoder.preprocessing_id}|stages={keep_stages}".encode()).hexdigest()[:12]
+        self.precision = precision  # a resolved precision: the encoder runs under bf16 autocast for "bf16"
+        key_text = f"{encoder.preprocessing_id}|stages={keep_stages}" + ("|bf16" if precision == "bf16" else "")
+        key = hashlib.sha1(key_text.encode()).hexdigest()[:12]
         self.folder = (root or cache_dir() / "features") / encoder.name / key
         self.folder.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = 0
@@ -58,7 +62,8 @@ class FeatureCache:
         def flush() -> None:
             if not pending:
                 return
-            computed = self.encoder([image for _, _, image in pending])
+            with autocast(self.precision, next(self.encoder.parameters()).device):
+                computed = self.encoder([image for _, _, image in pending])
             for offset, (row, digest, _) in enumerate(pending):
                 one = EncoderOutput(computed.tokens[offset:offset + 1], computed.pooled[offset:offset + 1],
                                     [s[offset:offset + 1] for s in computed.stages] if self.keep_stages else [])

@@ -27,6 +27,7 @@ from train.stages.caption import caption_stage
 from vlm_demo.adapters import LORA_FOLDER, Adapter, adapter_for
 from vlm_demo.encoders import EncoderOutput, build_encoder
 from vlm_demo.llms import LanguageModel, load_llm
+from vlm_demo.precision import compute_dtype, resolve_precision
 
 log = logging.getLogger("train")
 STATE_FILE = "training_state.pt"  # optimizer, scheduler, RNG and data position; tensors/primitives only
@@ -157,8 +158,9 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     if not resume and checkpoints.latest() is not None:
         raise ValueError(f"{output} already holds checkpoints: pass --resume to continue, or pick another output_dir")
     (output / "config.json").write_text(json.dumps({"stage": stage, **config.to_dict()}, indent=2))
-    accelerator = Accelerator(mixed_precision=config.train.mixed_precision,
-                              gradient_accumulation_steps=config.train.grad_accum)
+    # Precision is ours (train.precision), not accelerate's: its autocast would wrap only the adapter.
+    accelerator = Accelerator(mixed_precision="no", gradient_accumulation_steps=config.train.grad_accum)
+    precision = resolve_precision(config.train.precision, accelerator.device)
     torch.manual_seed(config.train.seed)
     random.seed(config.train.seed)
 
@@ -171,7 +173,8 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
         target_name, target_width = teacher_encoder.name, teacher_encoder.embed_dim
     else:
         quantization = "4bit" if stage == "caption" and config.caption.llm_mode == "qlora" else None
-        llm = load_llm(config.model.llm, quantization=quantization)
+        dtype = compute_dtype(precision) if stage == "caption" else torch.float32  # align reads only the table
+        llm = load_llm(config.model.llm, quantization=quantization, dtype=dtype)
         if not quantization:
             llm.model.to(accelerator.device)
         target_name, target_width = llm.name, llm.hidden_size
@@ -181,18 +184,19 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     samples = gather_samples(config.data.train, "train")
     if not samples:
         raise ValueError("the training data is empty")
-    cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps)
+    cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps, precision=precision)
     started = time.perf_counter()
     features, rows = cache.features(samples, progress=progress)
     samples = write_head_captions(samples, features, rows, encoder.class_head, config.train.seed)
     teacher = None
     if teacher_encoder is not None:
-        teacher_features, teacher_rows = FeatureCache(teacher_encoder).features(samples, progress=progress)
+        teacher_cache = FeatureCache(teacher_encoder, precision=precision)
+        teacher_features, teacher_rows = teacher_cache.features(samples, progress=progress)
         order = torch.tensor([teacher_rows[image_id] for image_id in rows])
         teacher = teacher_tokens(teacher_features.tokens[order], adapter.num_output_tokens)
     feature_seconds = time.perf_counter() - started
-    log.info("features: %d images (%d cached, %d computed) in %.1f s", len(rows), cache.hits, cache.misses,
-             feature_seconds)
+    log.info("features: %d images (%d cached, %d computed) in %.1f s; precision %s", len(rows), cache.hits,
+             cache.misses, feature_seconds, precision)
 
     trainable = [p for module in [adapter, *parts.extra_trainable] for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -262,7 +266,8 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
         parts.save_extra(str(final / LORA_FOLDER))
     summary = {"stage": stage, "steps": step, "batch_size": batch_size, "samples": len(samples), "images": len(rows),
                "train_seconds": time.perf_counter() - run_clock, "feature_seconds": feature_seconds,
-               "trainable_parameters": sum(p.numel() for p in trainable), "device": str(accelerator.device)}
+               "trainable_parameters": sum(p.numel() for p in trainable), "device": str(accelerator.device),
+               "precision": precision}
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("saved %s (%s)", final, summary)
     return final
