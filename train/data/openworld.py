@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import unicodedata
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -143,9 +144,23 @@ def emoji_samples(split: str, count: int | None = None, variants: int = 1, seed:
     return _drawings(split, count, variants, seed, "emoji", items, lambda key: _render_emoji(int(key)))
 
 
+MAX_DRAWING_PIXELS = 25_000_000  # a few Open Clip Art PNGs are hundreds of megapixels: skipped
+
+
+def _small_enough(path: Path) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only
+                return image.width * image.height <= MAX_DRAWING_PIXELS
+    except (OSError, Image.DecompressionBombError):
+        return False
+
+
 @cache
 def clipart_files() -> tuple[Path, ...]:
-    return tuple(sorted(CLIPART_ROOT.rglob("*.png")))
+    """Every Open Clip Art PNG that opens and is at most MAX_DRAWING_PIXELS."""
+    return tuple(path for path in sorted(CLIPART_ROOT.rglob("*.png")) if _small_enough(path))
 
 
 def clipart_samples(split: str, count: int | None = None, variants: int = 1, seed: int = 0) -> list[Sample]:
