@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from train.data import caption_samples, image_digest, load_dataset
@@ -114,3 +115,17 @@ def test_feature_cache_reuses_and_invalidates(monkeypatch, tmp_path):
     again = FeatureCache(encoder)
     again.features(edited, progress=False)
     assert (again.hits, again.misses) == (2, 1)
+
+
+def test_feature_cache_serves_tokens_from_entries_stored_with_stage_maps(monkeypatch, tmp_path):
+    monkeypatch.setenv("VLM_DEMO_CACHE", str(tmp_path))
+    from train.features import FeatureCache
+    from vlm_demo.encoders import build_encoder
+
+    encoder = build_encoder("efficientnet-lite0")
+    samples = shapes_samples("val", 2, vqa_per_image=0)
+    with_stages, _ = FeatureCache(encoder, keep_stages=True).features(samples, progress=False)
+    tokens_only = FeatureCache(encoder)
+    again, _ = tokens_only.features(samples, progress=False)
+    assert (tokens_only.hits, tokens_only.misses) == (2, 0) and again.stages == []
+    assert torch.equal(again.tokens, with_stages.tokens)

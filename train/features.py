@@ -25,14 +25,23 @@ class FeatureCache:
         self.encoder = encoder
         self.keep_stages = keep_stages
         self.precision = precision  # a resolved precision: the encoder runs under bf16 autocast for "bf16"
-        key_text = f"{encoder.preprocessing_id}|stages={keep_stages}" + ("|bf16" if precision == "bf16" else "")
-        key = hashlib.sha1(key_text.encode()).hexdigest()[:12]
-        self.folder = (root or cache_dir() / "features") / encoder.name / key
+        base = (root or cache_dir() / "features") / encoder.name
+
+        def folder(stages: bool) -> Path:
+            text = f"{encoder.preprocessing_id}|stages={stages}" + ("|bf16" if precision == "bf16" else "")
+            return base / hashlib.sha1(text.encode()).hexdigest()[:12]
+
+        self.folder = folder(keep_stages)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.superset = None if keep_stages else folder(True)  # entries with stage maps serve tokens too
         self.hits = self.misses = 0
 
     def _path(self, digest: str) -> Path:
-        return self.folder / digest[:2] / f"{digest}.safetensors"
+        path = self.folder / digest[:2] / f"{digest}.safetensors"
+        if self.superset is not None and not path.is_file():
+            wider = self.superset / digest[:2] / f"{digest}.safetensors"
+            return wider if wider.is_file() else path
+        return path
 
     def _save(self, digest: str, output: EncoderOutput) -> None:
         tensors = {"tokens": output.tokens[0], "pooled": output.pooled[0]}
@@ -46,7 +55,8 @@ class FeatureCache:
 
     def _load(self, digest: str) -> EncoderOutput:
         tensors = load_file(self._path(digest))
-        stages = [tensors[f"stage{i}"][None] for i in range(len([k for k in tensors if k.startswith("stage")]))]
+        count = len([k for k in tensors if k.startswith("stage")]) if self.keep_stages else 0
+        stages = [tensors[f"stage{i}"][None] for i in range(count)]
         return EncoderOutput(tensors["tokens"][None], tensors["pooled"][None], stages)
 
     def features(self, samples: list[Sample], batch_size: int = 32, progress: bool = True
