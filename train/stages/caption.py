@@ -41,8 +41,11 @@ class SharedPrefix:
         return [prompt[len(text):] for prompt in prompts]
 
     def cache(self, batch: int) -> DynamicCache:
-        rows = [(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1)) for keys, values in self.keys_values]
-        return DynamicCache(ddp_cache_data=rows, config=self.llm.model.config)
+        """A fresh cache holding the prefix for `batch` rows (the model appends each step's keys to it)."""
+        cache = DynamicCache(config=self.llm.model.config)
+        for index, (keys, values) in enumerate(self.keys_values):
+            cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), index)
+        return cache
 
 
 def labelled_loss(model: nn.Module, inputs: SplicedInputs, prefix: SharedPrefix | None = None) -> torch.Tensor:
