@@ -46,6 +46,7 @@ test: install-dev debs
 bench: install
 	$(PY) bench/caption_overhead.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/generation_precision.py
 	$(PY) bench/feature_probe.py
 	$(PY) bench/analysis_speed.py
 	$(PY) bench/app_startup.py

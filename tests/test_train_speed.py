@@ -17,7 +17,7 @@ from train.config import ConfigError, load_config
 from train.data.shapes import shapes_samples
 from train.features import FeatureCache
 from train.stages import Batch
-from train.stages.caption import caption_stage, full_logits_loss, labelled_loss
+from train.stages.caption import SharedPrefix, caption_stage, full_logits_loss, labelled_loss
 from vlm_demo import precision
 from vlm_demo.adapters import build_adapter
 from vlm_demo.encoders.base import EncoderOutput, VisionEncoder
@@ -45,26 +45,37 @@ def _llm(kind: str, tiny_llm: LanguageModel, tiny_llm_dir: Path, dtype: torch.dt
     return llm
 
 
-def _inputs(llm: LanguageModel, image: torch.Tensor):
-    prompts = [llm.chat_text([{"role": "user", "content": f"<image>\n{p}"}]) for p in PROMPTS]
-    return llm.splice(prompts, image, targets=TARGETS, padding_side="right")
-
-
-@pytest.mark.parametrize("kind, dtype, tolerance", [("plain", torch.float32, 1e-5), ("lora", torch.float32, 1e-5),
-                                                    ("qlora", torch.float32, 1e-4), ("lora", torch.bfloat16, 1e-2)])
-def test_loss_from_labelled_positions_equals_the_full_logits_loss(kind, dtype, tolerance, tiny_llm, tiny_llm_dir):
+@pytest.mark.parametrize("kind, dtype, tolerance, shared_prefix", [
+    ("plain", torch.float32, 1e-5, False), ("plain", torch.float32, 1e-5, True), ("lora", torch.float32, 1e-5, False),
+    ("qlora", torch.float32, 1e-4, False), ("lora", torch.bfloat16, 1e-2, False), ("plain", torch.bfloat16, 1e-2, True),
+])
+def test_loss_from_labelled_positions_equals_the_full_logits_loss(kind, dtype, tolerance, shared_prefix, tiny_llm,
+                                                                  tiny_llm_dir):
     llm = _llm(kind, tiny_llm, tiny_llm_dir, dtype)
     image = torch.randn(3, 5, 32, requires_grad=True)
-    inputs = _inputs(llm, image)
-    assert len({int(row.nonzero()[0]) for row in inputs.labels != -100}) == 3  # answers start at different columns
-    fast = labelled_loss(llm.model, inputs)
+    prompts = [llm.chat_text([{"role": "user", "content": f"<image>\n{p}"}]) for p in PROMPTS]
+    reference_inputs = llm.splice(prompts, image, targets=TARGETS, padding_side="right")
+    assert len({int(row.nonzero()[0]) for row in reference_inputs.labels != -100}) == 3  # answers start apart
+    prefix = SharedPrefix(llm) if shared_prefix else None
+    rest = prefix.strip(prompts) if prefix else prompts
+    fast = labelled_loss(llm.model, llm.splice(rest, image, targets=TARGETS, padding_side="right"), prefix)
     (fast_grad,) = torch.autograd.grad(fast, image)
-    reference = full_logits_loss(llm.model, _inputs(llm, image))
+    reference = full_logits_loss(llm.model, reference_inputs)
     (reference_grad,) = torch.autograd.grad(reference, image)
-    assert fast.dtype == torch.float32
+    assert fast.dtype == torch.float32 and (prefix is None or prefix.length == 3)
     assert fast.item() == pytest.approx(reference.item(), rel=tolerance)
     scale = reference_grad.abs().max()
     assert torch.allclose(fast_grad, reference_grad, rtol=10 * tolerance, atol=10 * tolerance * scale)
+
+
+def test_frozen_caption_stage_loss_matches_the_path_with_full_logits_and_no_shared_prefix(tiny_llm):
+    llm = LanguageModel(tiny_llm.name, copy.deepcopy(tiny_llm.model), tiny_llm.tokenizer)
+    adapter = build_adapter("mlp", encoder="fake", token_dim=64, num_encoder_tokens=49, llm=llm.name, llm_hidden=32)
+    batch = Batch(fake_features(4), shapes_samples("train", 2, vqa_per_image=1))
+    config = load_config(None)
+    fast, reference = caption_stage(config, adapter, llm), caption_stage(config, adapter, llm, labelled_only=False)
+    assert fast.loss(batch).item() == pytest.approx(reference.loss(batch).item(), rel=1e-5)
+    assert fast.loss(batch).item() == pytest.approx(reference.loss(batch).item(), rel=1e-5)  # the cached prefix
 
 
 def test_auto_precision_picks_bf16_only_where_the_device_multiplies_bf16(monkeypatch):

@@ -7,26 +7,64 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache
 
 from train.config import TrainConfig
 from train.stages import Batch, StageParts
 from vlm_demo.adapters import Adapter, lora_folder
-from vlm_demo.llms import LLMS, LanguageModel, SplicedInputs
+from vlm_demo.llms import IMAGE_PLACEHOLDER, LLMS, LanguageModel, SplicedInputs
 from vlm_demo.pipeline import build_prompt
 
 
-def labelled_loss(model: nn.Module, inputs: SplicedInputs) -> torch.Tensor:
+class SharedPrefix:
+    """Keys and values of the chat text before the image, which every prompt shares, computed once.
+
+    Valid only while nothing before the image trains (a frozen LLM). With SmolLM2's default system prompt this
+    spares every layer 24 of the ~100 tokens of each row.
+    """
+
+    def __init__(self, llm: LanguageModel) -> None:
+        self.llm, self.text, self.length = llm, "", 0
+        self.keys_values: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def strip(self, prompts: list[str]) -> list[str] | None:
+        """The prompts without the shared prefix (None if they do not share one); caches a new prefix first."""
+        text = prompts[0].split(IMAGE_PLACEHOLDER, 1)[0]
+        if not text or not all(prompt.startswith(text + IMAGE_PLACEHOLDER) for prompt in prompts):
+            return None
+        if text != self.text:
+            with torch.no_grad():
+                embeds = self.llm.splice([text]).inputs_embeds
+                cache = self.llm.model(inputs_embeds=embeds, use_cache=True).past_key_values
+            self.keys_values = [(layer.keys, layer.values) for layer in cache.layers]
+            self.text, self.length = text, embeds.shape[1]
+        return [prompt[len(text):] for prompt in prompts]
+
+    def cache(self, batch: int) -> DynamicCache:
+        """A fresh cache holding the prefix for `batch` rows (the model appends each step's keys to it)."""
+        cache = DynamicCache(config=self.llm.model.config)
+        for index, (keys, values) in enumerate(self.keys_values):
+            cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), index)
+        return cache
+
+
+def labelled_loss(model: nn.Module, inputs: SplicedInputs, prefix: SharedPrefix | None = None) -> torch.Tensor:
     """Mean cross-entropy (fp32) over the answer tokens, with the LM head applied only where it is needed.
 
     Logits at position t predict token t+1, so the positions kept are those whose next token is labelled;
     transformers' `logits_to_keep` takes that boolean mask and runs the head (and any logit soft-capping) on
-    those rows only, for a plain, LoRA or QLoRA model alike.
+    those rows only, for a plain, LoRA or QLoRA model alike. With `prefix`, `inputs` holds what follows it.
     """
     following = inputs.labels[:, 1:]
     keep = torch.zeros_like(inputs.labels, dtype=torch.bool)
     keep[:, :-1] = following != -100
-    logits = model(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                   position_ids=inputs.position_ids, logits_to_keep=keep, use_cache=False).logits
+    mask, positions, past = inputs.attention_mask, inputs.position_ids, None
+    if prefix is not None:
+        past = prefix.cache(len(mask))
+        mask = torch.cat([mask.new_ones(len(mask), prefix.length), mask], dim=1)
+        positions = positions + prefix.length
+    logits = model(inputs_embeds=inputs.inputs_embeds, attention_mask=mask, position_ids=positions,
+                   past_key_values=past, logits_to_keep=keep, use_cache=past is not None).logits
     return F.cross_entropy(logits.float(), following[following != -100])
 
 
@@ -38,7 +76,7 @@ def full_logits_loss(model: nn.Module, inputs: SplicedInputs) -> torch.Tensor:
 
 def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, labelled_only: bool = True
                   ) -> StageParts:
-    """`labelled_only=False` computes logits at every position (the slower reference path, for benchmarks)."""
+    """`labelled_only=False` computes logits at every position and no shared prefix (the path before issue 16)."""
     settings = config.caption
     extra, save_extra = [], None
     llm.model.requires_grad_(False)
@@ -66,10 +104,16 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, lab
     else:
         llm.model.eval()
 
+    prefix = SharedPrefix(llm) if labelled_only and settings.llm_mode == "frozen" else None
+
     def loss(batch: Batch) -> torch.Tensor:
         tokens = adapter(batch.features)
         prompts = [build_prompt(llm, sample.prompt) for sample in batch.samples]
-        inputs = llm.splice(prompts, tokens, targets=[s.target for s in batch.samples], padding_side="right")
+        targets = [sample.target for sample in batch.samples]
+        rest = prefix.strip(prompts) if prefix else None
+        if rest is not None:
+            return labelled_loss(llm.model, llm.splice(rest, tokens, targets, padding_side="right"), prefix)
+        inputs = llm.splice(prompts, tokens, targets, padding_side="right")
         return (labelled_loss if labelled_only else full_logits_loss)(llm.model, inputs)
 
     return StageParts(adapter=adapter, loss=loss, extra_trainable=extra, save_extra=save_extra)
