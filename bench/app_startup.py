@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vlm_demo.combos import COMBOS, DEFAULT_COMBO  # noqa: E402
+
 PHOTO = ROOT / "assets" / "examples" / "chelsea.jpg"
 GOALS = {"cold": 30.0, "switch": 1.0, "memory": 1.5}  # seconds, seconds, GB
-DEFAULT = ("efficientnet-lite0", "mlp", "smollm2-135m-instruct")
+DEFAULT = (COMBOS[DEFAULT_COMBO].encoder, COMBOS[DEFAULT_COMBO].adapter, COMBOS[DEFAULT_COMBO].llm)
 
 
 def free_port() -> int:

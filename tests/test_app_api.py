@@ -10,6 +10,8 @@ import pytest
 from app_helpers import PHOTO, serve_app
 from PIL import Image
 
+from vlm_demo.combos import COMBOS, DEFAULT_COMBO
+
 pytestmark = pytest.mark.slow
 FAST = {"max_new_tokens": 6}
 
@@ -30,8 +32,9 @@ def photo():
 
 def test_caption_endpoint(client):
     result = client.predict(image=photo(), api_name="/caption", **FAST)
-    assert result["caption"].strip() and result["combination"] == "mlp"
-    assert result["encoder"] == "efficientnet-lite0" and result["llm"] == "smollm2-135m-instruct"
+    default = COMBOS[DEFAULT_COMBO]
+    assert result["caption"].strip() and result["combination"] == default.name
+    assert result["encoder"] == default.encoder and result["llm"] == "smollm2-135m-instruct"
     assert isinstance(result["adapter_trained"], bool)
 
 

