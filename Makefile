@@ -52,16 +52,17 @@ bench: install
 	$(PY) bench/app_startup.py
 
 ## Train, evaluate and ship one adapter as shipped: make train-mlp | train-label | train-linear | train-query
-## (align without the LLM, then caption through the frozen LLM, for mlp then a LoRA stage; hours on a 2-core CPU,
-## minutes on a GPU).
+## (align without the LLM, then caption through the frozen LLM, then for some a second caption stage: LoRA for mlp,
+## 250 more frozen steps for label; hours on a 2-core CPU, minutes on a GPU).
 ALIGN_EPOCHS_mlp = 6
 SKIP_ALIGN_label = 1
-LORA_STAGE_mlp = model.init_from=runs/mlp-caption/adapter 'caption.llm_mode="lora"' \
+STAGE2_mlp = model.init_from=runs/mlp-caption/adapter 'caption.llm_mode="lora"' \
 	train.max_steps=600 train.lr=5e-4 train.warmup_steps=10
+STAGE2_label = model.init_from=runs/label-caption/adapter train.max_steps=250 train.warmup_steps=10
 train-%: install debs
 	$(if $(SKIP_ALIGN_$*),,$(PY) -m train align --config train/configs/$*.toml output_dir=runs/$*-align 'model.init_from=""' \
 		train.epochs=$(or $(ALIGN_EPOCHS_$*),1) train.max_steps=0 train.batch_size=16 train.lr=1e-3 train.save_every=200)
 	$(PY) -m train caption --config train/configs/$*.toml
-	$(if $(LORA_STAGE_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-lora $(LORA_STAGE_$*))
-	$(PY) -m train eval --config train/configs/$*.toml $(if $(LORA_STAGE_$*),output_dir=runs/$*-lora)
-	$(PY) -m train ship --config train/configs/$*.toml $(if $(LORA_STAGE_$*),output_dir=runs/$*-lora)
+	$(if $(STAGE2_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-stage2 $(STAGE2_$*))
+	$(PY) -m train eval --config train/configs/$*.toml $(if $(STAGE2_$*),output_dir=runs/$*-stage2)
+	$(PY) -m train ship --config train/configs/$*.toml $(if $(STAGE2_$*),output_dir=runs/$*-stage2)
