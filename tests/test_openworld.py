@@ -83,3 +83,19 @@ def _drawings_or_skip(name: str) -> list:
     samples = load_dataset(name, "train", 2, variants=1)
     assert [s.load_image().size for s in samples] == [(224, 224)] * 2
     return samples
+
+
+@pytest.mark.slow
+def test_shipped_label_adapter_names_the_animal_in_photos_its_encoder_knows(photos):
+    from vlm_demo.combos import get_combo
+    from vlm_demo.llms import GenerationSettings
+    from vlm_demo.pipeline import VisionLanguageModel
+
+    combo = get_combo("label")
+    if not combo.trained:
+        pytest.skip("no label adapter shipped")
+    chosen = [s for s in photos if s.image_id in ("photos-chelsea", "photos-cheetah_face", "photos-lion")]
+    vlm = VisionLanguageModel.from_combo(combo)
+    captions = vlm.caption([s.load_image() for s in chosen], settings=GenerationSettings(max_new_tokens=24))
+    named = [names_object(c, s.meta["keywords"]) for s, c in zip(chosen, captions)]
+    assert sum(named) >= 2, list(zip([s.image_id for s in chosen], captions))
