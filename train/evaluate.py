@@ -70,7 +70,7 @@ def head_top1_names(encoder, samples: list[Sample]) -> float | None:
         return None
     with torch.inference_mode():
         pooled = encoder([s.load_image() for s in samples]).pooled
-        best = head.logits(pooled.to(head.weight.device)).argmax(dim=-1).tolist()
+        best = head.logits(pooled).argmax(dim=-1).tolist()
     return sum(names_object(head.names[i], s.meta["keywords"]) for i, s in zip(best, samples)) / len(samples)
 
 

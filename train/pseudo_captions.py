@@ -11,6 +11,7 @@ import torch
 
 from train.data import Sample
 from train.data.openworld import HEAD_CAPTION
+from vlm_demo.adapters.label import IMAGENET_CLASSES
 from vlm_demo.encoders import ClassHead, EncoderOutput
 
 log = logging.getLogger("train")
@@ -53,7 +54,7 @@ def head_caption(probs: torch.Tensor, names: tuple[str, ...], rng: random.Random
                  min_confidence: float = MIN_CONFIDENCE) -> str | None:
     """A one-sentence caption of a class distribution [classes], or None when no group or class reaches
     `min_confidence`. A group wins with its summed probability and is named with its most likely member."""
-    groups = GROUPS if len(names) == 1000 else {}  # the groups are ImageNet-1k class ids
+    groups = GROUPS if len(names) == IMAGENET_CLASSES else {}  # the groups are ImageNet-1k class ids
     best_id = int(probs.argmax())
     best_prob = float(probs[best_id])
     group_word = None
@@ -87,7 +88,7 @@ def write_head_captions(samples: list[Sample], features: EncoderOutput, rows: di
                          "does not have; pick an encoder with an ImageNet head (efficientnet-lite0)")
     index = torch.tensor([rows[s.image_id] for s in wanted])
     with torch.no_grad():
-        probs = head.logits(features.pooled[index].to(head.weight.device).float()).softmax(dim=-1).cpu()
+        probs = head.logits(features.pooled[index]).softmax(dim=-1).cpu()
     rng = random.Random(seed)
     written = {}
     for sample, row in zip(wanted, probs):

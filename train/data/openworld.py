@@ -3,7 +3,6 @@ labelled drawings from Debian (Noto Color Emoji glyphs, Open Clip Art PNGs) for 
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import unicodedata
 import warnings
@@ -14,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from train.data.base import Sample
 from train.data.classify import _split_indices
+from vlm_demo.sources import package_dir
 
 NAME_PROMPT = "Describe this image."
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # Debian: fonts-noto-color-emoji
@@ -56,14 +56,6 @@ PHOTOS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
 }
 
 
-def package_file(package: str, relative: str) -> Path:
-    """A file inside an installed package, located without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package '{package}' is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / relative
-
-
 def photos_samples(split: str, count: int | None = None) -> list[Sample]:
     """Everyday photos with the words that name their main object; an evaluation set, never trained on."""
     if split == "train":
@@ -71,7 +63,10 @@ def photos_samples(split: str, count: int | None = None) -> list[Sample]:
                          "'emoji' or 'clipart' instead")
     samples = []
     for name, (package, relative, keywords, credit) in list(PHOTOS.items())[:count]:
-        path = package_file(package, relative)
+        folder = package_dir(package)
+        if folder is None:
+            raise FileNotFoundError(f"photo '{name}' ships inside the package '{package}', which is not installed")
+        path = folder / relative
         samples.append(Sample(f"photos-{name}", lambda path=path: Image.open(path).convert("RGB"), NAME_PROMPT,
                               f"A photo of a {keywords[0]}.", "name", qtype="photos", label=keywords[0],
                               meta={"keywords": list(keywords), "credit": credit}))

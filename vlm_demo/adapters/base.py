@@ -54,10 +54,6 @@ class AdapterConfig:
         them."""
         return frozenset()
 
-    @property
-    def needs_stage_maps(self) -> bool:
-        return "stage_maps" in self.needs
-
 
 class Adapter(
     nn.Module,
@@ -87,7 +83,7 @@ class Adapter(
 
     @property
     def needs_stage_maps(self) -> bool:
-        return self.config.needs_stage_maps
+        return "stage_maps" in self.config.needs
 
     def forward(self, features: EncoderOutput) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from vlm_demo.encoders import VisionEncoder
     from vlm_demo.llms import LanguageModel
 
+IMAGENET_CLASSES = 1000
+TOKENS_PER_CLASS = 4  # table rows per class: a class name's first tokens, then fillers
 NAME_FILLER = ","  # pads a class name shorter than tokens_per_class, so the top classes read like a list
 
 
@@ -63,9 +65,9 @@ class LabelTokens(nn.Module):
 @dataclass
 class LabelConfig(AdapterConfig):
     kind: str = "label"
-    num_classes: int = 1000
+    num_classes: int = IMAGENET_CLASSES
     top_k: int = 3  # classes handed to the LLM
-    tokens_per_class: int = 4  # table rows per class (a class name's first tokens, then fillers)
+    tokens_per_class: int = TOKENS_PER_CLASS
 
     @property
     def needs(self) -> frozenset[str]:

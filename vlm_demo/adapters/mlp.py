@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vlm_demo.adapters.base import Adapter, AdapterConfig
-from vlm_demo.adapters.label import LabelTokens
+from vlm_demo.adapters.label import IMAGENET_CLASSES, TOKENS_PER_CLASS, LabelTokens
 from vlm_demo.encoders.base import EncoderOutput
 
 
@@ -28,8 +29,8 @@ class MLPConfig(AdapterConfig):
     input_norm: bool = False
     # Top classes of the encoder's own classifier appended as label tokens (see adapters/label.py); 0 = none.
     class_tokens: int = 0
-    tokens_per_class: int = 4
-    num_classes: int = 1000
+    tokens_per_class: int = TOKENS_PER_CLASS
+    num_classes: int = IMAGENET_CLASSES
 
     @property
     def needs(self) -> frozenset[str]:
@@ -68,7 +69,7 @@ class MLPAdapter(Adapter):
     def num_output_tokens(self) -> int:
         return self.config.num_encoder_tokens + (self.labels.num_tokens if self.labels is not None else 0)
 
-    def start_from(self, encoder, llm) -> None:
+    def start_from(self, encoder: Any, llm: Any) -> None:
         if self.labels is not None:
             self.labels.start_from(encoder, llm)
 

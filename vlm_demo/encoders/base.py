@@ -47,7 +47,7 @@ class ClassHead:
     names: tuple[str, ...]  # class names in class-id order
 
     def logits(self, pooled: torch.Tensor) -> torch.Tensor:
-        return pooled.to(self.weight.dtype) @ self.weight.T + self.bias
+        return pooled.to(self.weight.device, self.weight.dtype) @ self.weight.T + self.bias
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from vlm_demo.encoders.base import ClassHead, EncoderOutput, VisionEncoder
+from vlm_demo.sources import package_dir
 
 ACTIVATIONS = ("relu6", "swish")
 
 
 @cache
 def imagenet_labels() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in class-id order (they ship inside gradio)."""
-    import gradio
-
-    path = Path(gradio.__file__).parent / "media_assets" / "data" / "imagenet_labels.json"
+    """The 1000 ImageNet-1k class names in class-id order (they ship inside gradio, read without importing it)."""
+    folder = package_dir("gradio")
+    if folder is None:
+        raise FileNotFoundError("the ImageNet class names ship inside gradio, which is not installed")
+    path = folder / "media_assets" / "data" / "imagenet_labels.json"
     return tuple(json.loads(path.read_text(encoding="utf-8")))
 
 
