@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +96,74 @@ def test_cli_reports_bad_file_in_one_line_with_exit_status_2(tmp_path, case):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"error: {path}: {lines[0].split(': ', 2)[2]}"]
     assert message in lines[0] and "Traceback" not in result.stderr
+
+
+PEAK = """
+import sys
+from vlm_demo.images import ImageError, open_image
+
+def kb(key):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key))
+
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # restart the peak (VmHWM) from here
+start = kb("VmRSS")
+try:
+    open_image(sys.argv[1])
+    outcome = "opened"
+except ImageError as error:
+    outcome = str(error)
+print((kb("VmHWM") - start) / 1024, outcome)
+"""
+
+
+def _peak_mb(path: Path) -> tuple[float, str]:
+    """Peak memory (MB above the start) of opening `path` in a fresh process, and what happened."""
+    result = subprocess.run([sys.executable, "-c", PEAK, str(path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    peak, outcome = result.stdout.strip().split(" ", 1)
+    return float(peak), outcome
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_sixteen_bit_bomb_is_refused_before_decoding_and_a_deep_image_at_the_cap_stays_small(tmp_path):
+    bomb = tmp_path / "bomb.png"  # the issue's file: 124 KB, 7999 x 7999 at 16 bits (1.35 GB before the fix)
+    Image.new("I;16", (7999, 7999)).save(bomb)
+    peak, outcome = _peak_mb(bomb)
+    assert "too many pixels" in outcome and peak < 20, (peak, outcome)
+    deep = tmp_path / "deep.png"  # 16 M pixels at 16 bits, just under the cap (353 MB before the fix)
+    ramp = (np.arange(4000 * 4000, dtype=np.uint32) % 65536).astype(np.uint16).reshape(4000, 4000)
+    Image.fromarray(ramp).save(deep)
+    del ramp
+    peak, outcome = _peak_mb(deep)
+    assert outcome == "opened" and peak < 160, peak
+
+
+def test_formats_the_app_does_not_take_are_never_parsed(tmp_path):
+    eps = tmp_path / "drawing.jpg"  # EPS would run Ghostscript where it is installed
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\n%%EOF\n")
+    Image.new("RGB", (8, 8)).save(tmp_path / "picture.tga")
+    for path in (eps, tmp_path / "picture.tga"):
+        with pytest.raises(ImageError, match="not an image in a format this app reads"):
+            open_image(path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "picture.tif")
+    assert open_image(tmp_path / "picture.tif").size == (8, 8)
+
+
+def test_devices_pipes_and_oversized_files_are_refused_without_reading(tmp_path):
+    with pytest.raises(ImageError, match="not a regular file"):
+        open_image("/dev/zero")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    outcome: list = []
+    reader = threading.Thread(target=lambda: outcome.append(pytest.raises(ImageError, open_image, fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert outcome and "not a regular file" in str(outcome[0].value)
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:
+        handle.truncate(26 * 2**20)  # sparse: no disk used
+    with pytest.raises(ImageError, match="too large"):
+        open_image(big)

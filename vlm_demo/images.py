@@ -1,27 +1,43 @@
-"""Safe image loading: any photo a user brings becomes an RGB PIL image or a clear ImageError."""
+"""Safe image loading: any photo a user brings becomes an RGB PIL image or a clear ImageError, in bounded memory."""
 
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_PIXELS = 64_000_000  # about 8000 x 8000; larger files are refused as possible decompression bombs
+MAX_PIXELS = 16_000_000  # 4000 x 4000: plenty for encoders that look at 224 px; more is refused before decoding
+MAX_FILE_BYTES = 25 * 2**20  # also the app's upload limit (launch's max_file_size)
+# The formats the app and the CLI accept; EPS, PSD, etc. are never parsed.
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+READABLE = "JPEG, PNG, GIF, BMP, WebP or TIFF"
+SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+_ROWS = 256  # deep images are scaled to 8 bits this many rows at a time (float32), never as one float copy
 
 
 class ImageError(ValueError):
     """An image could not be read; the message says why in one line."""
 
 
+def _deep_to_l(image: Image.Image) -> Image.Image:
+    """A 16/32-bit or float image stretched to its own min..max as 8-bit grey, one band of rows at a time."""
+    array = np.asarray(image)
+    low, high = float(array.min()), float(array.max())
+    scale = 255.0 / (high - low) if high > low and np.isfinite(high - low) else 0.0
+    out = np.empty(array.shape, dtype=np.uint8)
+    for start in range(0, array.shape[0], _ROWS):
+        rows = array[start:start + _ROWS].astype(np.float32)
+        out[start:start + _ROWS] = np.nan_to_num((rows - low) * scale).clip(0, 255)
+    return Image.fromarray(out, mode="L")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+        image = _deep_to_l(image)
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -30,37 +46,55 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def read_file(path: Path, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, at most `limit` of them: devices, FIFOs and folders are refused without reading."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except OSError as error:
+        raise ImageError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"{name}: is a folder, not an image")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{name}: not a regular file (a device, pipe or socket)")
+    if info.st_size > limit:
+        raise ImageError(f"{name}: the file is too large ({info.st_size / 2**20:.1f} MB, limit {limit / 2**20:.0f} MB)")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as error:
+        raise ImageError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if len(data) > limit:  # it grew after stat
+        raise ImageError(f"{name}: the file is too large (limit {limit / 2**20:.0f} MB)")
+    return data
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower, limit follows
+            return Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image in a format this app reads ({READABLE})") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: too many pixels (limit {MAX_PIXELS:,})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"{name}: cannot be decoded ({error})") from None
+
+
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open a path, raw bytes or PIL image as RGB with EXIF orientation applied (first frame only)."""
+    """Open a path, raw bytes or PIL image as RGB with EXIF orientation applied (first frame only).
+
+    The pixel count is checked from the header before any pixel is decoded."""
     name = "image" if isinstance(source, (bytes, Image.Image)) else str(source)
     if isinstance(source, Image.Image):
         image = source
     else:
-        if isinstance(source, bytes):
-            data = source
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise ImageError(f"{name}: no such file")
-            if path.is_dir():
-                raise ImageError(f"{name}: is a folder, not an image")
-            try:
-                data = path.read_bytes()
-            except OSError as error:
-                raise ImageError(f"{name}: cannot be read ({error.strerror or error})") from None
+        data = source if isinstance(source, bytes) else read_file(Path(source), name)
         if not data:
             raise ImageError(f"{name}: the file is empty")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                Image.MAX_IMAGE_PIXELS = max_pixels
-                image = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            if isinstance(error, UnidentifiedImageError):
-                raise ImageError(f"{name}: not an image file Pillow can read") from None
-            raise ImageError(f"{name}: too many pixels (limit {max_pixels:,})") from None
-        except OSError as error:
-            raise ImageError(f"{name}: cannot be decoded ({error})") from None
+        image = _decode(data, name)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} is too many pixels (limit {max_pixels:,})")

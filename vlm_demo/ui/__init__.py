@@ -10,9 +10,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import gradio as gr  # noqa: E402 - the environment above must be set before gradio is imported
 
+from vlm_demo.images import MAX_FILE_BYTES  # noqa: E402
 from vlm_demo.ui.theme import CSS, HEADER, THEME  # noqa: E402
 
-MAX_FILE_SIZE = "25mb"
 QUEUE_SIZE = 64
 
 
@@ -43,5 +43,5 @@ def launch(app: gr.Blocks | None = None, host: str | None = None, port: int | No
            **options: object) -> tuple:
     """Serve the app with the project's theme, CSS, upload limit and error display."""
     app = app or build_app()
-    return app.launch(server_name=host, server_port=port, theme=THEME, css=CSS, max_file_size=MAX_FILE_SIZE,
+    return app.launch(server_name=host, server_port=port, theme=THEME, css=CSS, max_file_size=MAX_FILE_BYTES,
                       footer_links=["api", "gradio"], **options)

@@ -26,6 +26,7 @@ from vlm_demo.ui.status import status_html
 
 EXAMPLES = ASSETS / "examples"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+DECODING = {"concurrency_id": "decode", "concurrency_limit": 2}  # upload checks queue: each decode holds memory
 
 
 @dataclass
@@ -86,8 +87,8 @@ def build() -> Controls:
 
 def _wire(controls: Controls) -> None:
     controls.image.upload(check_upload, controls.image, None, api_visibility="private", show_progress="hidden",
-                          concurrency_limit=None).failure(lambda: None, None, controls.image, api_visibility="private",
-                                               queue=False)  # take a bad file out of the image box
+                          **DECODING).failure(lambda: None, None, controls.image, api_visibility="private",
+                                              queue=False)  # take a bad file out of the image box
     parts, quiet = controls.combination, {"api_visibility": "private", "queue": False}
     for component in parts:
         if component is controls.adapter:
