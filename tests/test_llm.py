@@ -120,6 +120,30 @@ def test_attached_lora_changes_answers_only_in_calls_that_name_it(tiny_llm, tmp_
     assert llm.generate(inputs, settings, lora="first") == first
 
 
+def test_a_lora_that_fails_to_attach_leaves_no_half_attached_layers(tiny_llm, tmp_path):
+    import pytest
+
+    tiny_llm.model.save_pretrained(tmp_path)
+    tiny_llm.tokenizer.save_pretrained(tmp_path)
+    llm = load_causal_lm("tiny", tmp_path)
+    inputs = llm.splice([_prompt(llm)], torch.randn(1, 3, 32))
+    settings = GenerationSettings(max_new_tokens=8)
+    before = llm.generate(inputs, settings)
+    good = _saved_lora(tmp_path, 1)
+    bad = tmp_path / "damaged"
+    bad.mkdir()
+    (bad / "adapter_config.json").write_bytes((tmp_path / "lora1" / "adapter_config.json").read_bytes())
+    (bad / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="could not be attached"):
+        llm.attach_lora("lora", str(bad))
+    assert llm.loras == []
+    assert not [name for name, _ in llm.model.named_modules() if name.endswith(".lora")]
+    assert llm.generate(inputs, settings) == before
+    llm.attach_lora("lora", good)  # the same name attaches for real afterwards
+    assert llm.loras == ["lora"] and llm.generate(inputs, settings, lora="lora") != before
+    assert llm.generate(inputs, settings) == before
+
+
 def test_lora_gate_lets_same_choice_run_together_and_makes_a_switch_wait():
     import threading
 

@@ -124,8 +124,18 @@ class LanguageModel:
     def attach_lora(self, name: str, folder: str) -> None:
         """Load a peft LoRA adapter (adapter_config.json + adapter_model.safetensors) under `name`, once."""
         with self._lora_gate.exclusive():
-            if name not in self.loras:
+            if name in self.loras:
+                return
+            try:
                 self.model.load_adapter(folder, adapter_name=name)
+            except Exception as error:
+                # peft registers the name and injects layers before reading the weights: undo that, or later
+                # calls would run a half-attached LoRA believed loaded
+                if name in self.loras:
+                    self.model.delete_adapter(name)
+                line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ValueError(f"the LoRA in {folder} could not be attached to {self.name}: {line}") from error
+            finally:
                 self.model.eval()  # the new LoRA dropout layers start in training mode
 
     def _activate_lora(self, lora: str | None) -> None:
