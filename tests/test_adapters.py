@@ -152,3 +152,42 @@ def test_mlp_can_append_the_classifiers_label_tokens():
     adapter = build_adapter("mlp", **COMMON, class_tokens=2, tokens_per_class=3, num_classes=10)
     assert adapter.config.needs == {"class_head"} and adapter.num_output_tokens == 49 + 6
     assert adapter(fake_features(batch=2)).shape == (2, 55, 32)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"kind": ["mlp"]}, "has no 'kind' field"),
+    ({"token_dim": "1280"}, "'token_dim' must be an integer"),
+    ({"stage_features": [0, "2"]}, "'stage_features' must be a list of integers"),
+    ({"hidden_multiplier": -1}, "'hidden_multiplier' must be between 0 and"),
+    ({"input_norm": "yes"}, "'input_norm' must be true or false"),
+    ({"llm_hidden": 48}, "'fc1.weight' would be"),
+])
+def test_tampered_config_is_one_clear_checkpoint_error(tmp_path, change, words):
+    build_adapter("mlp", **COMMON, stage_features=[0, 2]).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(CheckpointError, match=words) as caught:
+        load_adapter(tmp_path)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_config_that_would_build_a_huge_adapter_is_refused_before_allocating(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    build_adapter("mlp", **COMMON).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_multiplier": 20000}))  # ~250 MB of weights
+    code = ("import sys\nfrom vlm_demo.adapters import CheckpointError, load_adapter\n"
+            "kb = lambda key: next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key))\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\nstart = kb('VmRSS')\n"
+            "try:\n    load_adapter(sys.argv[1]); outcome = 'loaded'\n"
+            "except CheckpointError as error:\n    outcome = str(error)\n"
+            "print((kb('VmHWM') - start) / 1024, outcome)\n")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    peak, outcome = result.stdout.strip().split(" ", 1)
+    assert "does not match model.safetensors" in outcome and float(peak) < 50, result.stdout + result.stderr

@@ -85,5 +85,9 @@ def load_adapter(path_or_id: str | Path, map_location: str = "cpu", values: dict
         cls = adapter_class(values["kind"])
     except ValueError as error:
         raise CheckpointError(f"{path_or_id}: {error}") from None
-    adapter = cls.from_pretrained(str(path_or_id), config=cls.config_class.from_dict(values), map_location=map_location)
+    try:
+        config = cls.config_class.from_dict(values)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path_or_id}: {error}") from None
+    adapter = cls.from_pretrained(str(path_or_id), config=config, map_location=map_location)
     return adapter.eval()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import nn
 
@@ -19,6 +22,9 @@ from vlm_demo.encoders.base import EncoderOutput
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LORA_FOLDER = "lora"  # optional: a peft LoRA of the LLM trained together with the adapter
+MAX_SIZE = 2**20  # any integer setting (widths, vocabularies, token counts)
+MAX_COUNT = 256  # layers, blocks and heads: each is a module built in a loop
+COUNTS = re.compile(r"(layers|blocks|depth|heads)$")
 
 
 class CheckpointError(ValueError):
@@ -39,11 +45,11 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AdapterConfig:
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(values) - known)
+        types = {item.name: item.type for item in fields(cls)}
+        unknown = sorted(set(values) - set(types))
         if unknown:
             raise CheckpointError(f"config for '{cls.__name__}' has unknown keys: {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**{name: _checked(name, types[name], value) for name, value in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +59,68 @@ class AdapterConfig:
         """What this adapter reads beyond image tokens (keys of `vlm_demo.encoders.NEEDS`); only some encoders give
         them."""
         return frozenset()
+
+
+def _checked(name: str, kind: str, value: Any) -> Any:
+    """One config value of the declared type and in range, or a CheckpointError naming it."""
+    if kind == "list[int]":
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value) or len(value) > MAX_COUNT:
+            raise CheckpointError(f"config field '{name}' must be a list of integers, not {value!r:.60}")
+        for item in value:
+            _checked(name, "int", item)
+        return list(value)
+    if kind == "int":
+        if not _is_int(value):
+            raise CheckpointError(f"config field '{name}' must be an integer, not {value!r:.60}")
+        top = MAX_COUNT if COUNTS.search(name) else MAX_SIZE
+        if not 0 <= value <= top:
+            raise CheckpointError(f"config field '{name}' must be between 0 and {top}, not {value}")
+        return int(value)
+    if kind == "float":
+        if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= 1:
+            raise CheckpointError(f"config field '{name}' must be a number between 0 and 1, not {value!r:.60}")
+        return float(value)
+    if kind == "bool" and not isinstance(value, bool):
+        raise CheckpointError(f"config field '{name}' must be true or false, not {value!r:.60}")
+    if kind == "str" and not isinstance(value, str):
+        raise CheckpointError(f"config field '{name}' must be a string, not {value!r:.60}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def header_shapes(weights: str) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header (no tensor data is read)."""
+    try:
+        with safe_open(weights, framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{weights}: not a readable checkpoint ({error})") from None
+
+
+def check_weights_fit(cls: type[Adapter], config: AdapterConfig, weights: str) -> None:
+    """Refuse a config whose adapter would not be the one in the weights file, before any memory is allocated
+    (the adapter is built on torch's meta device, which holds shapes only)."""
+    stored = header_shapes(weights)
+    try:
+        with torch.device("meta"):
+            skeleton = cls(config)
+    except (ValueError, TypeError, ZeroDivisionError, RuntimeError, AssertionError) as error:
+        raise CheckpointError(f"config.json describes no buildable '{config.kind}' adapter ({error})") from None
+    groups: dict[int, list[str]] = {}  # tied tensors are stored once, under any of their names
+    for name, tensor in skeleton.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+        if name in stored and stored[name] != tuple(tensor.shape):
+            raise CheckpointError(f"config.json does not match {WEIGHTS_NAME}: '{name}' would be "
+                                  f"{list(tensor.shape)}, the file has {list(stored[name])}")
+    missing = [names[0] for names in groups.values() if not any(n in stored for n in names)]
+    expected = {name for names in groups.values() for name in names}
+    unexpected = sorted(set(stored) - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"config.json does not match {WEIGHTS_NAME} (missing: {missing[:3]}, "
+                              f"unexpected: {unexpected[:3]})")
 
 
 class Adapter(
@@ -110,7 +178,8 @@ class Adapter(
     ) -> Adapter:
         if config is None:
             raise CheckpointError(f"{model_id}: no {CONFIG_NAME}")
-        model = cls(config)
+        if isinstance(config, dict):
+            config = cls.config_class.from_dict(config)
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, WEIGHTS_NAME)
         else:
@@ -118,6 +187,8 @@ class Adapter(
                                       force_download=force_download, token=token, local_files_only=local_files_only)
         if not os.path.isfile(weights):
             raise CheckpointError(f"{model_id}: no {WEIGHTS_NAME} (only safetensors checkpoints are read)")
+        check_weights_fit(cls, config, weights)
+        model = cls(config)
         try:
             missing, unexpected = load_model(model, weights, strict=False, device=map_location)
         except (SafetensorError, OSError, RuntimeError) as error:
@@ -148,7 +219,7 @@ def read_config(path_or_id: str | Path) -> dict[str, Any]:
         values = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
-    if not isinstance(values, dict) or "kind" not in values:
+    if not isinstance(values, dict) or not isinstance(values.get("kind"), str):
         raise CheckpointError(f"{config_file}: has no 'kind' field naming the adapter family")
     return values
 
