@@ -193,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handler = COMMANDS.get(args.verb) or args.handler
         return handler(args)
-    except (ImageError, CheckpointError, UsageError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ImageError, CheckpointError, UsageError, ValueError, OSError) as error:  # OSError: files and the hub
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        print(f"error: {lines[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

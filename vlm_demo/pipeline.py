@@ -77,7 +77,7 @@ class VisionLanguageModel:
         the config is read once, and a mismatch is refused naming both sides."""
         values = read_config(path_or_id)
         for part in ("encoder", "llm"):
-            if not values.get(part):
+            if not values.get(part) or not isinstance(values[part], str):
                 raise CheckpointError(f"{path_or_id}: its {part} is not recorded in config.json")
         device = default_device()
         encoder = encoder or build_encoder(values["encoder"]).to(device)
