@@ -20,6 +20,7 @@ from vlm_demo.adapters import (
 from vlm_demo.combos import Combo, get_combo
 from vlm_demo.encoders import EncoderOutput, VisionEncoder, build_encoder
 from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs, load_llm
+from vlm_demo.llms.generation import Cancelled
 from vlm_demo.sources import default_device
 
 DEFAULT_PROMPT = "Describe this image."
@@ -110,19 +111,21 @@ class VisionLanguageModel:
         with torch.inference_mode():
             return self.llm.splice([self.prompt_text(q) for q in questions], tokens)
 
-    def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None) -> list[str]:
+    def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
+                 cancelled: Cancelled | None = None) -> list[str]:
         """Answers for prepared inputs, through this combination's LLM (with its LoRA, if it has one)."""
-        return self.llm.generate(inputs, settings, lora=self.lora)
+        return self.llm.generate(inputs, settings, lora=self.lora, cancelled=cancelled)
 
     def caption(self, images: list[Image.Image], prompt: str = DEFAULT_PROMPT,
-                settings: GenerationSettings | None = None) -> list[str]:
-        """One answer per image, generated as one left-padded batch."""
-        return self.generate(self.prepare(images, [prompt] * len(images)), settings)
+                settings: GenerationSettings | None = None, cancelled: Cancelled | None = None) -> list[str]:
+        """One answer per image, generated as one left-padded batch (cut short once `cancelled()` is true)."""
+        return self.generate(self.prepare(images, [prompt] * len(images)), settings, cancelled)
 
     def chat(self, image: Image.Image, message: str, history: list[tuple[str, str]] | None = None,
-             settings: GenerationSettings | None = None) -> Iterator[str]:
-        """Stream the answer to `message` about `image`, given earlier (user, assistant) turns."""
+             settings: GenerationSettings | None = None, cancelled: Cancelled | None = None) -> Iterator[str]:
+        """Stream the answer to `message` about `image`, given earlier (user, assistant) turns; closing the iterator
+        or `cancelled()` turning true stops the generation."""
         tokens = self.image_tokens([image])
         with torch.inference_mode():
             inputs = self.llm.splice([self.prompt_text(message, history)], tokens)
-        yield from self.llm.stream(inputs, settings, lora=self.lora)
+        yield from self.llm.stream(inputs, settings, lora=self.lora, cancelled=cancelled)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vlm_demo.llms.base import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs
+from vlm_demo.llms.base import IMAGE_PLACEHOLDER, LanguageModel, SplicedInputs
+from vlm_demo.llms.generation import GenerationSettings
 from vlm_demo.llms.loading import load_causal_lm, packaged_smollm2_dir
 from vlm_demo.sources import availability
 

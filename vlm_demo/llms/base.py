@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
+
+from vlm_demo.llms.generation import Cancelled, GenerationSettings, LoraGate
+
+__all__ = ["IMAGE_PLACEHOLDER", "GenerationSettings", "LanguageModel", "LoraGate", "SplicedInputs"]
 
 IMAGE_PLACEHOLDER = "<image>"
 # With inputs_embeds the penalty applies to generated tokens only, which is what we want for image prompts.
@@ -18,44 +21,6 @@ warnings.filterwarnings("ignore", message="Passing `repetition_penalty` with `in
 warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")  # several LoRAs on one LLM
 # peft imports bitsandbytes, whose optional faster CPU 4-bit kernel would come from the hub; the fallback is fine.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-
-@dataclass
-class GenerationSettings:
-    """How answers are generated. These defaults are the only ones: the CLI, the app and the API start from them."""
-
-    max_new_tokens: int = 48
-    temperature: float = 0.0  # 0 means greedy
-    top_p: float = 0.9
-    seed: int | None = 0
-    repetition_penalty: float = 1.1
-
-    def check(self, most_new_tokens: int | None = None) -> GenerationSettings:
-        """These settings, or a ValueError saying which one is out of range."""
-        if self.max_new_tokens < 1 or (most_new_tokens and self.max_new_tokens > most_new_tokens):
-            upper = f" and {most_new_tokens}" if most_new_tokens else ""
-            raise ValueError(f"max new tokens must be {'between 1' + upper if upper else 'at least 1'}, "
-                             f"not {self.max_new_tokens}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ValueError(f"temperature must be in [0, 2] (0 = greedy), not {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top-p must be in (0, 1], not {self.top_p}")
-        if self.seed is not None and self.seed < 0:
-            raise ValueError(f"the seed must be 0 or more, not {self.seed}")
-        return self
-
-    def generate_kwargs(self) -> dict:
-        sampling = self.temperature > 0
-        kwargs = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": sampling,
-            "repetition_penalty": self.repetition_penalty,
-        }
-        if sampling:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
 
 
 @dataclass
@@ -67,39 +32,6 @@ class SplicedInputs:
     position_ids: torch.Tensor  # [B, L]
     labels: torch.Tensor  # [B, L]
     image_spans: list[list[tuple[int, int]]]  # per sample, [start, end) of each image's tokens
-
-
-class LoraGate:
-    """Lets generations that want the same LoRA adapter (or none) run together; a switch waits for them to end."""
-
-    def __init__(self, activate: Callable[[str | None], None]) -> None:
-        self._activate = activate
-        self._condition = threading.Condition()
-        self._active: str | None = None
-        self._running = 0
-
-    @contextmanager
-    def using(self, lora: str | None) -> Iterator[None]:
-        with self._condition:
-            self._condition.wait_for(lambda: self._running == 0 or self._active == lora)
-            if self._active != lora:
-                self._activate(lora)
-                self._active = lora
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._running -= 1
-                self._condition.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """No generation runs inside; the previous LoRA choice is re-applied after."""
-        with self._condition:
-            self._condition.wait_for(lambda: self._running == 0)
-            yield
-            self._activate(self._active)
 
 
 class LanguageModel:
@@ -236,41 +168,48 @@ class LanguageModel:
 
     @torch.inference_mode()
     def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
-                 lora: str | None = None) -> list[str]:
-        """Generate one answer per row of a left-padded batch, with the named LoRA adapter or none."""
+                 lora: str | None = None, cancelled: Cancelled | None = None) -> list[str]:
+        """Generate one answer per row of a left-padded batch, with the named LoRA adapter or none; stops early once
+        `cancelled()` is true."""
         settings = settings or GenerationSettings()
-        if settings.seed is not None:
-            torch.manual_seed(settings.seed)
-        with self._lora_gate.using(lora):
+        with self._lora_gate.using(lora, cancelled):
             output = self.model.generate(
                 inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                pad_token_id=self.tokenizer.pad_token_id, **settings.generate_kwargs(),
+                pad_token_id=self.tokenizer.pad_token_id, **settings.generate_kwargs(cancelled),
             )
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
 
     def stream(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
-               lora: str | None = None) -> Iterator[str]:
-        """Yield text pieces of a single answer as they are generated, with the named LoRA adapter or none."""
+               lora: str | None = None, cancelled: Cancelled | None = None) -> Iterator[str]:
+        """Yield text pieces of a single answer as they are generated, with the named LoRA adapter or none.
+
+        The generation stops when the consumer closes this iterator (or stops reading and `cancelled()` turns
+        true), and is joined before the iterator ends, so no abandoned generation keeps running."""
         settings = settings or GenerationSettings()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True)
         errors: list[BaseException] = []
+        closed = threading.Event()
+
+        def stop() -> bool:
+            return closed.is_set() or (cancelled is not None and cancelled())
 
         def run() -> None:
             try:
-                with torch.inference_mode(), self._lora_gate.using(lora):
-                    if settings.seed is not None:
-                        torch.manual_seed(settings.seed)
+                with torch.inference_mode(), self._lora_gate.using(lora, stop):
                     self.model.generate(
                         inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                        pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **settings.generate_kwargs(),
+                        pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **settings.generate_kwargs(stop),
                     )
             except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
                 errors.append(error)
                 streamer.end()
 
-        thread = threading.Thread(target=run, daemon=True)
+        thread = threading.Thread(target=run, name="generate", daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:
+            closed.set()
+            thread.join()
         if errors:
             raise errors[0]

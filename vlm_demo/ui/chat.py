@@ -18,6 +18,7 @@ from vlm_demo.ui.common import (
     load_image,
     load_vlm,
     message_text,
+    request_gone,
     resolve_combo,
     settings_from,
     user_errors,
@@ -55,7 +56,7 @@ def _answer(image: Any, message: str, history: Messages | None, encoder: str, ad
     shown += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
     yield shown, status
     answer = ""
-    for piece in vlm.chat(picture, question, turns, settings):
+    for piece in vlm.chat(picture, question, turns, settings, cancelled=request_gone()):
         answer += piece
         shown[-1]["content"] = answer
         yield shown, status
@@ -114,7 +115,7 @@ def caption(image: FileData, prompt: str = DEFAULT_PROMPT, encoder: str = DEFAUL
     combo = resolve_combo(encoder, adapter, llm)
     options = settings_from(max_new_tokens, temperature, top_p, seed)
     vlm = load_vlm(combo)
-    text = vlm.caption([picture], (prompt or "").strip() or DEFAULT_PROMPT, options)[0]
+    text = vlm.caption([picture], (prompt or "").strip() or DEFAULT_PROMPT, options, cancelled=request_gone())[0]
     return {"caption": text, "combination": combo.name, "encoder": combo.encoder, "adapter": combo.adapter,
             "llm": combo.llm, "adapter_trained": combo.trained, "seconds": round(time.perf_counter() - start, 3)}
 

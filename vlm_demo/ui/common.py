@@ -137,6 +137,29 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
         raise gr.Error(str(error).splitlines()[0], title="Could not load the combination") from None
 
 
+def request_gone() -> Callable[[], bool]:
+    """For the Gradio event being served: a check that turns true once nobody waits for its answer (the visitor
+    disconnected or cancelled: Gradio then marks the event dead and stops reading, without closing our iterator).
+    Outside a queued event it is never true."""
+    from gradio.context import LocalContext
+
+    queue = getattr(LocalContext.blocks.get(None), "_queue", None)
+    event_id = LocalContext.event_id.get(None)
+    if queue is None or event_id is None:
+        return lambda: False
+    seen: list[bool] = []
+
+    def gone() -> bool:
+        for jobs in list(queue.active_jobs):
+            for event in jobs or ():
+                if event._id == event_id:
+                    seen.append(True)
+                    return not event.alive
+        return bool(seen)  # it was running and is no longer: finished or dropped
+
+    return gone
+
+
 def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) -> GenerationSettings:
     """A handler's generation values as checked settings (missing ones take the defaults; gr.Error on nonsense)."""
     try:

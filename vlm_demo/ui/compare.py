@@ -12,7 +12,16 @@ import gradio as gr
 
 from vlm_demo.combos import trained_families
 from vlm_demo.pipeline import DEFAULT_PROMPT
-from vlm_demo.ui.common import DEFAULT, gpu, load_image, load_vlm, resolve_combo, settings_from, user_errors
+from vlm_demo.ui.common import (
+    DEFAULT,
+    gpu,
+    load_image,
+    load_vlm,
+    request_gone,
+    resolve_combo,
+    settings_from,
+    user_errors,
+)
 from vlm_demo.ui.pickers import adapter_choices
 from vlm_demo.ui.sidebar import Controls
 from vlm_demo.ui.status import human_count
@@ -94,6 +103,7 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
     combos = [resolve_combo(encoder, adapter, llm) for adapter in adapters]
     options = settings_from(max_new_tokens, temperature, top_p, seed)
     question = (prompt or "").strip() or DEFAULT_PROMPT
+    gone = request_gone()
     results: list[dict[str, Any]] = []
     for index, combo in enumerate(combos):
         def report(fraction: float, desc: str | None = None, index: int = index, combo=combo) -> None:
@@ -106,7 +116,7 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
                   "done": False}
         results.append(result)
         start, first = time.perf_counter(), None
-        for piece in vlm.chat(picture, question, None, options):
+        for piece in vlm.chat(picture, question, None, options, cancelled=gone):
             if piece and first is None:
                 first = time.perf_counter() - start
             result["caption"] += piece
