@@ -124,6 +124,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from vlm_demo.images import open_image
+    from vlm_demo.pipeline import PromptTooLong, check_prompt
 
     settings = settings_from_args(args)
     image = open_image(args.image)
@@ -140,6 +141,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
             return 0
         if message == "/reset":
             history.clear()
+            continue
+        try:
+            check_prompt(message, history)
+        except PromptTooLong as error:
+            print(f"error: {error} (/reset clears it)", file=sys.stderr)
             continue
         print("vlm> ", end="", flush=True)
         pieces = []

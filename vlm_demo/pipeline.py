@@ -24,6 +24,22 @@ from vlm_demo.llms.generation import Cancelled
 from vlm_demo.sources import default_device
 
 DEFAULT_PROMPT = "Describe this image."
+MAX_MESSAGE_CHARS = 2_000  # one question or prompt
+MAX_CONVERSATION_CHARS = 8_000  # the earlier turns and the new message together (about 2,000 tokens)
+
+
+class PromptTooLong(ValueError):
+    """A message or conversation over the caps; the message says which and what to do, in one line."""
+
+
+def check_prompt(message: str, history: list[tuple[str, str]] | None = None) -> None:
+    """Refuse a message or a conversation longer than the caps, before any work is done for it."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise PromptTooLong(f"the message is {len(message):,} characters long; the limit is {MAX_MESSAGE_CHARS:,}")
+    total = len(message) + sum(len(user) + len(answer or "") for user, answer in history or [])
+    if total > MAX_CONVERSATION_CHARS:
+        raise PromptTooLong(f"the conversation is {total:,} characters long; the limit is "
+                            f"{MAX_CONVERSATION_CHARS:,}: clear it to start a new one")
 
 
 def build_prompt(llm: LanguageModel, question: str, history: list[tuple[str, str]] | None = None) -> str:
@@ -107,6 +123,8 @@ class VisionLanguageModel:
 
     def prepare(self, images: list[Image.Image], questions: list[str],
                 image_tokens: torch.Tensor | None = None) -> SplicedInputs:
+        for question in questions:
+            check_prompt(question)
         tokens = self.image_tokens(images) if image_tokens is None else image_tokens
         with torch.inference_mode():
             return self.llm.splice([self.prompt_text(q) for q in questions], tokens)
@@ -125,6 +143,7 @@ class VisionLanguageModel:
              settings: GenerationSettings | None = None, cancelled: Cancelled | None = None) -> Iterator[str]:
         """Stream the answer to `message` about `image`, given earlier (user, assistant) turns; closing the iterator
         or `cancelled()` turning true stops the generation."""
+        check_prompt(message, history)
         tokens = self.image_tokens([image])
         with torch.inference_mode():
             inputs = self.llm.splice([self.prompt_text(message, history)], tokens)

@@ -10,10 +10,11 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from vlm_demo.llms import GenerationSettings
-from vlm_demo.pipeline import DEFAULT_PROMPT
+from vlm_demo.pipeline import DEFAULT_PROMPT, MAX_MESSAGE_CHARS
 from vlm_demo.ui.common import (
     DEFAULT,
     DEFAULT_SETTINGS,
+    check_prompt,
     gpu,
     load_image,
     load_vlm,
@@ -45,12 +46,13 @@ def to_pairs(history: Messages | None) -> list[tuple[str, str]]:
 
 def _answer(image: Any, message: str, history: Messages | None, encoder: str, adapter: str, llm: str,
             settings: GenerationSettings, progress: Any) -> Iterator[tuple[Messages, str]]:
+    question = (message or "").strip() or DEFAULT_PROMPT
+    turns = to_pairs(history)
+    check_prompt(question, turns)
     picture = load_image(image)
     combo = resolve_combo(encoder, adapter, llm)
-    question = (message or "").strip() or DEFAULT_PROMPT
     vlm = load_vlm(combo, progress)
     status = status_html(combo, vlm)
-    turns = to_pairs(history)
     shown = [{"role": role, "content": text} for user, answer in turns for role, text in
              (("user", user), ("assistant", answer))]
     shown += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
@@ -111,6 +113,7 @@ def caption(image: FileData, prompt: str = DEFAULT_PROMPT, encoder: str = DEFAUL
             top_p: float = DEFAULT_SETTINGS.top_p, seed: int = DEFAULT_SETTINGS.seed) -> dict:
     """Caption one image: returns caption, combination, adapter_trained and seconds."""
     start = time.perf_counter()
+    check_prompt((prompt or "").strip())
     picture = load_image(image)
     combo = resolve_combo(encoder, adapter, llm)
     options = settings_from(max_new_tokens, temperature, top_p, seed)
@@ -136,7 +139,7 @@ def build(controls: Controls) -> None:
                                      "press <b>Describe</b> or type a question.")
     with gr.Row(equal_height=True):
         message = gr.Textbox(placeholder="Ask something about the image\u2026", show_label=False, scale=6,
-                             container=False, elem_id="vd-message", max_lines=4)
+                             container=False, elem_id="vd-message", max_lines=4, max_length=MAX_MESSAGE_CHARS)
         send = gr.Button("Send", variant="primary", scale=1, min_width=90, elem_id="vd-send")
     with gr.Row():
         describe_button = gr.Button("Describe the image", variant="secondary", elem_id="vd-describe")

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import gradio as gr
 from PIL import Image
 
-from vlm_demo import combos
+from vlm_demo import combos, pipeline
 from vlm_demo.adapters import CheckpointError
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO, Combo, ComboError
 from vlm_demo.encoders import ENCODERS
@@ -158,6 +158,14 @@ def request_gone() -> Callable[[], bool]:
         return bool(seen)  # it was running and is no longer: finished or dropped
 
     return gone
+
+
+def check_prompt(message: str, history: list[tuple[str, str]] | None = None) -> None:
+    """The pipeline's message and conversation caps, as a gr.Error with a title."""
+    try:
+        pipeline.check_prompt(message, history)
+    except pipeline.PromptTooLong as error:
+        raise gr.Error(str(error)[0].upper() + str(error)[1:] + ".", title="Too long") from None
 
 
 def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) -> GenerationSettings:

@@ -11,9 +11,10 @@ from typing import Any
 import gradio as gr
 
 from vlm_demo.combos import trained_families
-from vlm_demo.pipeline import DEFAULT_PROMPT
+from vlm_demo.pipeline import DEFAULT_PROMPT, MAX_MESSAGE_CHARS
 from vlm_demo.ui.common import (
     DEFAULT,
+    check_prompt,
     gpu,
     load_image,
     load_vlm,
@@ -99,10 +100,11 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
     if not MIN_ADAPTERS <= len(adapters) <= MAX_ADAPTERS:
         raise gr.Error(f"Pick {MIN_ADAPTERS} to {MAX_ADAPTERS} adapters to compare (you picked {len(adapters)}).",
                        title="Pick adapters")
+    question = (prompt or "").strip() or DEFAULT_PROMPT
+    check_prompt(question)
     picture = load_image(image)
     combos = [resolve_combo(encoder, adapter, llm) for adapter in adapters]
     options = settings_from(max_new_tokens, temperature, top_p, seed)
-    question = (prompt or "").strip() or DEFAULT_PROMPT
     gone = request_gone()
     results: list[dict[str, Any]] = []
     for index, combo in enumerate(combos):
@@ -140,7 +142,8 @@ def build(controls: Controls) -> None:
                                DEFAULT.llm), multiselect=True, max_choices=MAX_ADAPTERS, label="Adapters to compare",
                                scale=1, elem_id="vd-compare-adapters")
         with gr.Column(scale=1):
-            prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", elem_id="vd-compare-prompt")
+            prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", elem_id="vd-compare-prompt",
+                                max_length=MAX_MESSAGE_CHARS)
             run = gr.Button("Compare side by side", variant="primary", elem_id="vd-compare-run")
     board = gr.HTML(render([], []).replace("</div>", '<div class="vd-empty">Results appear here, one column per '
                                            'adapter.</div></div>', 1), elem_id="vd-compare-board")
