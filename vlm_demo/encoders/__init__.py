@@ -47,8 +47,10 @@ def _packaged_dinov2() -> VisionEncoder:
 def _hub(family: str, hub_id: str) -> Callable[[], VisionEncoder]:
     def build() -> VisionEncoder:
         from vlm_demo.encoders.hf import load_hub_encoder
+        from vlm_demo.hub import one_at_a_time
 
-        return load_hub_encoder(family, hub_id)
+        with one_at_a_time():
+            return load_hub_encoder(family, hub_id)
 
     return build
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vlm_demo.hub import fetched
 from vlm_demo.llms.base import IMAGE_PLACEHOLDER, LanguageModel, SplicedInputs
 from vlm_demo.llms.generation import GenerationSettings
 from vlm_demo.llms.loading import load_causal_lm, packaged_smollm2_dir
@@ -43,11 +44,11 @@ LLMS: dict[str, LLMSpec] = {
 
 def load_llm(name: str, quantization: str | None = None, dtype: torch.dtype = torch.float32,
              device: str | None = None) -> LanguageModel:
-    """Load a registered LLM (packaged weights first, then the hub) or any hub causal-LM id."""
+    """Load a registered LLM (packaged weights first, then the hub) or any hub causal-LM id; hub models are checked
+    against the memory budget before they are downloaded (see vlm_demo.hub)."""
     spec = LLMS.get(name)
-    source: object = name
-    if spec is not None:
-        source = spec.hub_id
-        if spec.local_dir is not None and "available (packaged)" in spec.availability():
-            source = spec.local_dir()
-    return load_causal_lm(name, source, quantization=quantization, dtype=dtype, device=device)
+    if spec is not None and spec.local_dir is not None and "available (packaged)" in spec.availability():
+        return load_causal_lm(name, spec.local_dir(), quantization=quantization, dtype=dtype, device=device)
+    width = {"4bit": 0.5, "8bit": 1.0}.get(quantization or "", torch.empty(0, dtype=dtype).element_size())
+    with fetched(spec.hub_id if spec is not None else name, bytes_per_parameter=width) as folder:
+        return load_causal_lm(name, folder, quantization=quantization, dtype=dtype, device=device)

@@ -6,13 +6,9 @@ import base64
 import functools
 import inspect
 import logging
-import os
-import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import gradio as gr
 from PIL import Image
@@ -21,17 +17,17 @@ from vlm_demo import combos, pipeline
 from vlm_demo.adapters import CheckpointError
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO, Combo, ComboError
 from vlm_demo.encoders import ENCODERS
+from vlm_demo.hub import HubError, check_hub_id, hub_reachable
 from vlm_demo.images import ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
 from vlm_demo.pipeline import VisionLanguageModel
-from vlm_demo.sources import hub_cached, hub_offline
+from vlm_demo.sources import hub_cached
 from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
 DEFAULT = COMBOS[DEFAULT_COMBO]
 DEFAULT_SETTINGS = GenerationSettings()
 MAX_NEW_TOKENS = 256
-_HUB_STATE: list = []  # [checked at (monotonic seconds), reachable]
 
 try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
     import spaces
@@ -87,23 +83,6 @@ def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> 
         raise gr.Error(str(error), title="Impossible choice") from None
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers on its port (remembered for a minute); False in HF_HUB_OFFLINE mode."""
-    if hub_offline():
-        return False
-    now = time.monotonic()
-    if _HUB_STATE and now - _HUB_STATE[0] < 60:
-        return _HUB_STATE[1]
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        reachable = True
-    except OSError:
-        reachable = False
-    _HUB_STATE[:] = [now, reachable]
-    return reachable
-
-
 def hub_parts(combo: Combo) -> list[str]:
     """Parts of a combination that are neither packaged, in the HF cache, nor loaded: they need the hub."""
     cache, parts = get_cache(), []
@@ -125,6 +104,11 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
         if progress is not None:
             progress(fraction, desc=text)
 
+    if combo.llm not in LLMS:
+        try:
+            check_hub_id(combo.llm)
+        except HubError as error:
+            raise gr.Error(f"{error}.", title="Not available here") from None
     if not get_cache().is_loaded(combo):
         remote = hub_parts(combo)
         if remote and not hub_reachable():
