@@ -61,3 +61,67 @@ def test_message_boxes_carry_the_cap_to_the_browser(app):
     boxes = {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
     assert boxes["vd-message"].max_length == MAX_MESSAGE_CHARS
     assert boxes["vd-compare-prompt"].max_length == MAX_MESSAGE_CHARS
+
+
+def test_the_app_keeps_gradio_files_in_a_folder_of_its_own_removed_at_exit(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {key: value for key, value in os.environ.items() if key != "GRADIO_TEMP_DIR"}
+    code = ("import os, vlm_demo.ui, gradio.route_utils as routes, pathlib\n"
+            "folder = os.environ['GRADIO_TEMP_DIR']\npathlib.Path(folder, 'upload.png').write_bytes(b'x')\n"
+            "print(folder, routes.DEFAULT_TEMP_DIR, oct(os.stat(folder).st_mode & 0o777))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    folder, uploads, mode = result.stdout.split()
+    assert folder == uploads and "vlm_demo-gradio-" in folder and mode == "0o700"
+    assert not Path(folder).exists()
+
+
+def test_the_app_deletes_old_cached_files(app):
+    from vlm_demo.ui import DELETE_CACHE
+
+    assert app.delete_cache == DELETE_CACHE
+
+
+def test_url_inputs_are_refused_without_being_fetched(app):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from vlm_demo.ui import launch
+
+    hits: list[str] = []
+
+    class Counter(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"\0" * 1024)
+
+        def log_message(self, *_):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Counter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/huge.png"
+    from app_helpers import free_port
+
+    port = free_port()
+    launch(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        image = {"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}
+        with pytest.raises(AppError, match="uploads only, not as URLs"):
+            client.predict(image=image, max_new_tokens=2, api_name="/caption")
+    finally:
+        app.close()
+        server.shutdown()
+    assert hits == []

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _private_temp_dir() -> None:
+    """Gradio's upload cache in a folder of this process's own, removed at exit (the default /tmp/gradio is shared
+    by every app on the machine and never emptied); a GRADIO_TEMP_DIR set by the user is kept."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        folder = tempfile.mkdtemp(prefix="vlm_demo-gradio-")
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        atexit.register(shutil.rmtree, folder, True)
+
+
+_private_temp_dir()
 
 import gradio as gr  # noqa: E402 - the environment above must be set before gradio is imported
 
@@ -14,13 +29,14 @@ from vlm_demo.images import MAX_FILE_BYTES  # noqa: E402
 from vlm_demo.ui.theme import CSS, HEADER, THEME  # noqa: E402
 
 QUEUE_SIZE = 64
+DELETE_CACHE = (1800, 3600)  # every half hour, Gradio deletes this app's cached files older than an hour
 
 
 def build_app() -> gr.Blocks:
     """The whole app; serve it with `launch(app)` (theme and CSS are launch options in Gradio 6)."""
     from vlm_demo.ui import alignment, cards, chat, compare, sidebar
 
-    with gr.Blocks(title="Vision-Language Adapter Lab", fill_width=True) as app:
+    with gr.Blocks(title="Vision-Language Adapter Lab", fill_width=True, delete_cache=DELETE_CACHE) as app:
         gr.HTML(HEADER, elem_id="vd-header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=320, elem_id="vd-sidebar"):
@@ -36,7 +52,26 @@ def build_app() -> gr.Blocks:
                     with gr.Tab("Models", id="models", elem_id="vd-tab-models"):
                         cards.build()
     app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
+    refuse_url_inputs(app)
     return app
+
+
+def refuse_url_inputs(app: gr.Blocks) -> None:
+    """File inputs take uploads only: an API client's http(s) URL would make Gradio download it with no size cap."""
+    for fn in app.fns.values():
+        for block in fn.inputs:
+            fetch = getattr(block, "async_move_resource_to_block_cache", None)
+            if fetch is None or getattr(fetch, "refuses_urls", False):
+                continue
+
+            async def uploads_only(path: str | None, fetch=fetch) -> str | None:  # fetch: bound per block
+                if isinstance(path, str) and path.lower().startswith(("http://", "https://")):
+                    raise gr.Error("Files are accepted as uploads only, not as URLs: upload the file itself.",
+                                   title="URL not accepted")
+                return await fetch(path)
+
+            uploads_only.refuses_urls = True  # type: ignore[attr-defined]
+            block.async_move_resource_to_block_cache = uploads_only  # an instance attribute, as in common.upload_image
 
 
 def launch(app: gr.Blocks | None = None, host: str | None = None, port: int | None = None,
