@@ -125,3 +125,16 @@ def test_url_inputs_are_refused_without_being_fetched(app):
         app.close()
         server.shutdown()
     assert hits == []
+
+
+def test_an_inline_data_url_over_the_upload_limit_is_refused_before_decoding():
+    import gradio as gr
+    from gradio.data_classes import FileData
+
+    from vlm_demo.images import MAX_FILE_BYTES
+    from vlm_demo.ui.common import upload_image
+
+    box = upload_image()
+    huge = FileData(path="x.png", url="data:image/png;base64," + "A" * (MAX_FILE_BYTES * 4 // 3 + 4096))
+    with pytest.raises(gr.Error, match="over the 25 MB limit"):
+        box.preprocess(huge)

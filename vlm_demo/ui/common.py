@@ -18,7 +18,7 @@ from vlm_demo.adapters import CheckpointError
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO, Combo, ComboError
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id, hub_reachable
-from vlm_demo.images import ImageError, open_image
+from vlm_demo.images import MAX_FILE_BYTES, ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import hub_cached
@@ -45,6 +45,8 @@ def _raw_upload(payload: Any) -> str | bytes | None:
         return None
     url = getattr(payload, "url", None) or ""
     if url.startswith("data:"):
+        if len(url) > MAX_FILE_BYTES * 4 // 3 + 1024:  # base64 grows by a third
+            raise gr.Error(f"The image is over the {MAX_FILE_BYTES // 2**20} MB limit.", title="Bad image")
         return base64.b64decode(url.split(",", 1)[1] if "," in url else "", validate=False)
     return payload.path
 
