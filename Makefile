@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run caption test lint install install-dev debs bench
+.PHONY: run caption test lint install install-dev debs bench soak
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench: install
 	$(PY) bench/feature_probe.py
 	$(PY) bench/analysis_speed.py
 	$(PY) bench/app_startup.py
+
+soak: install  ## 16 clients for 5 minutes against app.py on loopback (not part of `bench` or the tests)
+	$(PY) bench/soak.py
 
 ## Train, evaluate and ship one adapter as shipped: make train-mlp | train-label | train-linear | train-query
 ## (align without the LLM, then caption through the frozen LLM, then for some a second caption stage: LoRA for mlp,
