@@ -86,6 +86,16 @@ def test_the_allowlist_limits_which_hub_ids_load(monkeypatch):
     assert check_hub_id("Qwen/Qwen2.5-0.5B-Instruct")
     with pytest.raises(HubError, match="not among the hub models this server loads"):
         check_hub_id("someone/huge-model")
+    assert check_hub_id("someone/huge-model", typed=False)  # the registry's own ids are not a visitor's choice
+
+
+def test_a_path_that_is_not_hub_shaped_loads_as_a_local_folder(tiny_llm_dir, monkeypatch):
+    import vlm_demo.llms
+
+    monkeypatch.setattr(vlm_demo.llms, "fetched", lambda *_, **__: pytest.fail("a local folder went to the hub"))
+    assert load_llm(str(tiny_llm_dir)).hidden_size == 32
+    with pytest.raises(ValueError, match="neither a registered LLM, a hub id"):
+        load_llm("/no/such/folder/anywhere")
 
 
 def test_hub_loads_run_one_at_a_time(monkeypatch, tmp_path):

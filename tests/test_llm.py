@@ -278,3 +278,39 @@ def test_sampling_uses_its_own_generator_so_seeds_hold_under_concurrency(tiny_ll
         together = list(pool.map(sample, [seed for _ in range(3) for seed in range(6)]))
     assert together == [alone[seed] for _ in range(3) for seed in range(6)]
     assert torch.equal(torch.get_rng_state(), state)  # torch's global generator is left alone
+
+
+def test_a_request_waiting_at_the_lora_gate_leaves_the_line_once_it_is_gone():
+    import threading
+
+    from vlm_demo.llms.base import LoraGate
+    from vlm_demo.llms.generation import GenerationCancelled
+
+    gate = LoraGate(lambda lora: None)
+    holding, release, gone = threading.Event(), threading.Event(), threading.Event()
+    outcome: list = []
+
+    def hold():
+        with gate.using("a"):
+            holding.set()
+            release.wait(5)
+
+    def wait_then_leave():
+        try:
+            with gate.using(None, cancelled=gone.is_set):
+                outcome.append("admitted")
+        except GenerationCancelled:
+            outcome.append("left")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    waiter = threading.Thread(target=wait_then_leave)
+    waiter.start()
+    gone.set()
+    waiter.join(1.0)
+    assert outcome == ["left"]
+    release.set()
+    holder.join(5)
+    with gate.using(None):  # the line is empty again: the next request is admitted
+        assert gate.running == 1

@@ -52,13 +52,14 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return reachable
 
 
-def check_hub_id(repo_id: str) -> str:
+def check_hub_id(repo_id: str, typed: bool = True) -> str:
     """`repo_id` if it is an owner/name hub id this server may load; paths and unlisted ids raise HubError (with the
-    same message whether or not a folder of that name exists here)."""
+    same message whether or not a folder of that name exists here). The allowlist applies to `typed` ids, not to
+    the registry's own."""
     if not isinstance(repo_id, str) or not HUB_ID.match(repo_id) or ".." in repo_id:
         raise HubError(f"'{str(repo_id)[:100]}' is not a hub model id (owner/name)")
     allowed = [item.strip() for item in os.environ.get(ALLOW_ENV, "").split(",") if item.strip()]
-    if allowed and not any(fnmatch.fnmatchcase(repo_id, pattern) for pattern in allowed):
+    if typed and allowed and not any(fnmatch.fnmatchcase(repo_id, pattern) for pattern in allowed):
         raise HubError(f"'{repo_id}' is not among the hub models this server loads ({', '.join(allowed)})")
     return repo_id
 
@@ -115,12 +116,12 @@ def one_at_a_time() -> Iterator[None]:
 
 
 @contextmanager
-def fetched(repo_id: str, bytes_per_parameter: float = 4.0) -> Iterator[Path]:
+def fetched(repo_id: str, bytes_per_parameter: float = 4.0, typed: bool = True) -> Iterator[Path]:
     """The downloaded (or cached) folder of a hub model that fits the memory budget, for loading inside the block;
-    the hub lock is held throughout, so big loads never overlap."""
+    the hub lock is held throughout, so big loads never overlap. `typed`: a visitor's id, not the registry's."""
     from huggingface_hub import snapshot_download
 
-    check_hub_id(repo_id)
+    check_hub_id(repo_id, typed)
     with _ONE_LOAD:
         if hub_reachable():
             folder = _remote_snapshot(repo_id, bytes_per_parameter)
@@ -128,6 +129,7 @@ def fetched(repo_id: str, bytes_per_parameter: float = 4.0) -> Iterator[Path]:
             try:
                 folder = Path(snapshot_download(repo_id, allow_patterns=FILES, local_files_only=True))
             except Exception:  # noqa: BLE001 - any miss is the same answer
-                raise HubError(f"'{repo_id}' is not in the local hub cache and the hub cannot be reached") from None
+                raise HubError(f"'{repo_id}' is not in the local hub cache and the hub cannot be reached (a local "
+                               "folder is named ./path or /path)") from None
         _check_size(repo_id, local_parameters(folder), bytes_per_parameter)
         yield folder

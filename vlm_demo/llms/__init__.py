@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from vlm_demo.hub import fetched
+from vlm_demo.hub import HUB_ID, fetched
 from vlm_demo.llms.base import IMAGE_PLACEHOLDER, LanguageModel, SplicedInputs
 from vlm_demo.llms.generation import GenerationSettings
 from vlm_demo.llms.loading import load_causal_lm, packaged_smollm2_dir
@@ -44,11 +45,16 @@ LLMS: dict[str, LLMSpec] = {
 
 def load_llm(name: str, quantization: str | None = None, dtype: torch.dtype = torch.float32,
              device: str | None = None) -> LanguageModel:
-    """Load a registered LLM (packaged weights first, then the hub) or any hub causal-LM id; hub models are checked
-    against the memory budget before they are downloaded (see vlm_demo.hub)."""
+    """Load a registered LLM (packaged weights first, then the hub), any hub causal-LM id, or a local folder named by
+    a path that is not owner/name shaped (./models/x, /abs/x). Hub models are checked against the memory budget
+    before they are downloaded and are never looked up as local folders (see vlm_demo.hub)."""
     spec = LLMS.get(name)
     if spec is not None and spec.local_dir is not None and "available (packaged)" in spec.availability():
         return load_causal_lm(name, spec.local_dir(), quantization=quantization, dtype=dtype, device=device)
+    if spec is None and not HUB_ID.match(name):  # a folder of the user's (CLI, training); the app takes ids only
+        if not Path(name).is_dir():
+            raise ValueError(f"'{name}' is neither a registered LLM, a hub id (owner/name) nor a folder")
+        return load_causal_lm(name, name, quantization=quantization, dtype=dtype, device=device)
     width = {"4bit": 0.5, "8bit": 1.0}.get(quantization or "", torch.empty(0, dtype=dtype).element_size())
-    with fetched(spec.hub_id if spec is not None else name, bytes_per_parameter=width) as folder:
+    with fetched(spec.hub_id if spec is not None else name, bytes_per_parameter=width, typed=spec is None) as folder:
         return load_causal_lm(name, folder, quantization=quantization, dtype=dtype, device=device)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
-from vlm_demo.llms.generation import Cancelled, GenerationSettings, LoraGate
+from vlm_demo.llms.generation import Cancelled, GenerationCancelled, GenerationSettings, LoraGate
 
 __all__ = ["IMAGE_PLACEHOLDER", "GenerationSettings", "LanguageModel", "LoraGate", "SplicedInputs"]
 
@@ -211,5 +211,5 @@ class LanguageModel:
         finally:
             closed.set()
             thread.join()
-        if errors:
+        if errors and not isinstance(errors[0], GenerationCancelled):
             raise errors[0]

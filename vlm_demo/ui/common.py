@@ -20,6 +20,7 @@ from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id, hub_reachable
 from vlm_demo.images import MAX_FILE_BYTES, ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
+from vlm_demo.llms.generation import GenerationCancelled
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import hub_cached
 from vlm_demo.ui.models_cache import LoadError, get_cache
@@ -136,11 +137,14 @@ def request_gone() -> Callable[[], bool]:
     seen: list[bool] = []
 
     def gone() -> bool:
-        for jobs in list(queue.active_jobs):
-            for event in jobs or ():
-                if event._id == event_id:
-                    seen.append(True)
-                    return not event.alive
+        try:
+            for jobs in list(queue.active_jobs):
+                for event in jobs or ():
+                    if event._id == event_id:
+                        seen.append(True)
+                        return not event.alive
+        except (AttributeError, TypeError):  # Gradio's queue changed shape: rely on it closing our iterators
+            return False
         return bool(seen)  # it was running and is no longer: finished or dropped
 
     return gone
@@ -174,6 +178,8 @@ def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) 
 def user_errors(function: Callable) -> Callable:
     """Turn any unexpected exception into a one-line gr.Error (full traceback only in the server log)."""
     def convert(error: Exception) -> gr.Error:
+        if isinstance(error, GenerationCancelled):  # nobody is waiting for this answer
+            return gr.Error("The request was cancelled.", title="Cancelled", print_exception=False)
         log.exception("request failed")
         line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         return gr.Error(f"Something went wrong: {line}", title="Request failed")
