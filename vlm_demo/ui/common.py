@@ -126,8 +126,8 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
 
 def request_gone() -> Callable[[], bool]:
     """For the Gradio event being served: a check that turns true once nobody waits for its answer (the visitor
-    disconnected or cancelled: Gradio then marks the event dead and stops reading, without closing our iterator).
-    Outside a queued event it is never true."""
+    disconnected or cancelled, and Gradio marked the event dead). A streamed answer also stops when Gradio closes
+    its iterator; a plain function such as the caption API has only this. Outside a queued event it is never true."""
     from gradio.context import LocalContext
 
     queue = getattr(LocalContext.blocks.get(None), "_queue", None)
