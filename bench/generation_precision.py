@@ -12,6 +12,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vlm_demo.combos import DEFAULT_COMBO, get_combo  # noqa: E402
 from vlm_demo.encoders import build_encoder  # noqa: E402
 from vlm_demo.llms import load_llm  # noqa: E402
 from vlm_demo.pipeline import VisionLanguageModel  # noqa: E402
@@ -32,7 +33,7 @@ def seconds(vlm: VisionLanguageModel, inputs) -> float:
 
 
 def main() -> None:
-    encoder = build_encoder("efficientnet-lite0")
+    encoder = build_encoder(get_combo(DEFAULT_COMBO).encoder)
     vlms = {name: VisionLanguageModel.from_combo("default", llm=load_llm("smollm2-135m-instruct", dtype=dtype),
                                                  encoder=encoder)
             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}

@@ -86,14 +86,15 @@ def _drawings_or_skip(name: str) -> list:
 
 
 @pytest.mark.slow
-def test_shipped_label_adapter_names_the_animal_in_photos_its_encoder_knows(photos):
+@pytest.mark.parametrize("name", ["label", "mlp"])
+def test_shipped_fixed_encoder_adapters_name_the_animal_in_photos_the_encoder_knows(photos, name):
     from vlm_demo.combos import get_combo
     from vlm_demo.llms import GenerationSettings
     from vlm_demo.pipeline import VisionLanguageModel
 
-    combo = get_combo("label")
+    combo = get_combo(name)
     if not combo.trained:
-        pytest.skip("no label adapter shipped")
+        pytest.skip(f"no {name} adapter shipped")
     chosen = [s for s in photos if s.image_id in ("photos-chelsea", "photos-cheetah_face", "photos-lion")]
     vlm = VisionLanguageModel.from_combo(combo)
     captions = vlm.caption([s.load_image() for s in chosen], settings=GenerationSettings(max_new_tokens=24))
