@@ -106,7 +106,7 @@ def test_explicit_precision_overrides_the_device_check(monkeypatch):
 
 
 @pytest.mark.parametrize("override, message", [
-    ('train.precision="fp16"', "'train.precision' must be one of ['auto', 'bf16', 'fp32'], got 'fp16'"),
+    ('train.precision="fp8"', "'train.precision' must be one of ['auto', 'bf16', 'fp16', 'fp32'], got 'fp8'"),
     ('train.mixed_precision="bf16"', "unknown config key 'train.mixed_precision' (did you mean 'train.precision'?)"),
 ])
 def test_bad_precision_is_refused_at_start(override, message):
