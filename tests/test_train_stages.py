@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -151,34 +152,76 @@ def test_caption_metrics_reward_the_reference():
     assert perfect["shapes_attributes"]["all"] == 1.0
 
 
-def test_sigkill_then_resume_gives_the_same_weights(tiny_llm_dir, tmp_path):
-    env = {**os.environ, "VLM_DEMO_CACHE": str(tmp_path / "cache")}
-    base = ["caption.llm_mode=\"lora\"", 'caption.lora_targets=["q_proj","v_proj"]', "train.max_steps=40",
-            "train.save_every=5"]
-
-    def command(output: str, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "train", "caption", "--quiet", *extra,
-                *_overrides(tiny_llm_dir, tmp_path / output, *base)]
-
-    subprocess.run(command("straight"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
-    victim = subprocess.Popen(command("killed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
+def _kill_at_checkpoint(command: list[str], env: dict, latest: Path, at_least: str) -> None:
+    victim = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and victim.poll() is None:
-        if latest.is_file() and latest.read_text().strip() >= "checkpoint-0000010":
-            victim.send_signal(signal.SIGKILL)
+        if latest.is_file() and latest.read_text().strip() >= at_least:
+            os.killpg(victim.pid, signal.SIGKILL)  # the launcher and every process it started
             break
         time.sleep(0.005)
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (tmp_path / "killed" / "adapter").exists()
-    subprocess.run(command("killed", "--resume"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
-    straight, resumed = _weights(tmp_path / "straight" / "adapter"), _weights(tmp_path / "killed" / "adapter")
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    lora_a = load_file(tmp_path / "straight" / "adapter" / "lora" / "adapter_model.safetensors")
-    lora_b = load_file(tmp_path / "killed" / "adapter" / "lora" / "adapter_model.safetensors")
-    assert all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
+
+
+def _same_weights(first: Path, second: Path) -> bool:
+    pairs = [(_weights(first), _weights(second)),
+             (load_file(first / "lora" / "adapter_model.safetensors"),
+              load_file(second / "lora" / "adapter_model.safetensors"))]
+    return all(a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) for a, b in pairs)
+
+
+def test_sigkill_then_resume_continues_from_the_checkpoint_to_the_same_weights(tiny_llm_dir, tmp_path, caplog):
+    """LoRA dropout draws from the RNG and grad_accum=2 accumulates across micro-batches, so only a resume that
+    restores weights, optimizer, scheduler, RNG and the batch position reproduces the uninterrupted run."""
+    env = {**os.environ, "VLM_DEMO_CACHE": str(tmp_path / "cache")}
+    base = ['caption.llm_mode="lora"', 'caption.lora_targets=["q_proj","v_proj"]', "train.max_steps=24",
+            "train.save_every=4", "train.grad_accum=2"]
+    straight = _run_stage("caption", _overrides(tiny_llm_dir, tmp_path / "straight", *base), tmp_path / "cache")
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "train", "caption", "--quiet", *_overrides(tiny_llm_dir, killed, *base)]
+    _kill_at_checkpoint(command, env, killed / "checkpoints" / "latest", "checkpoint-0000008")
+    assert not (killed / "adapter").exists()
+    shutil.copytree(killed, tmp_path / "control")
+
+    resumed = train_stage_resumed(_overrides(tiny_llm_dir, killed, *base), tmp_path / "cache")
+    summary = json.loads((killed / "summary.json").read_text())
+    start = int(summary["resumed_from"].removeprefix("checkpoint-"))
+    assert start >= 8 and summary["steps"] == 24 and summary["steps_this_run"] == 24 - start
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, 25))
+    assert _same_weights(straight, resumed)
+
+    control = tmp_path / "control"
+    latest = control / "checkpoints" / (control / "checkpoints" / "latest").read_text().strip()
+    (latest / "random_states_0.pkl").unlink()  # the negative control: everything restored but the RNG
+    with caplog.at_level("WARNING", logger="train"):
+        without_rng = train_stage_resumed(_overrides(tiny_llm_dir, control, *base), tmp_path / "cache")
+    assert "holds no RNG state" in caplog.text
+    assert not _same_weights(straight, without_rng)
+
+
+def train_stage_resumed(overrides: list[str], cache: Path) -> Path:
+    from train.loop import train_stage
+
+    os.environ["VLM_DEMO_CACHE"] = str(cache)
+    return train_stage("caption", load_config(None, overrides), resume=True, progress=False)
+
+
+def test_resume_without_a_checkpoint_is_refused_and_keeps_the_metrics(tiny_llm_dir, tmp_path, capsys):
+    from train.__main__ import main
+
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    status = main(["caption", "--resume", "--quiet", *_overrides(tiny_llm_dir, output)])
+    assert status == 2 and "holds no checkpoint" in capsys.readouterr().err
+    (output / "checkpoints").mkdir()
+    (output / "checkpoints" / "latest").write_text("checkpoint-0000009")
+    assert main(["caption", "--resume", "--quiet", *_overrides(tiny_llm_dir, output)]) == 2
+    assert "which does not exist" in capsys.readouterr().err
+    assert (output / "metrics.jsonl").read_text() == '{"step": 1, "loss": 2.0}\n'
 
 
 def test_distillation_to_a_teacher_encoder_reports_feature_mse(tmp_path):

@@ -232,7 +232,9 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     optimizer = torch.optim.AdamW(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
     batch_size = config.train.batch_size
     order = EpochOrder(len(samples), config.train.seed)
-    loader = DataLoader(Positions(len(samples)), batch_size=batch_size, sampler=order, collate_fn=torch.tensor)
+    # its own generator: an iterator started mid-epoch on resume must not draw from the global RNG (dropout's)
+    loader = DataLoader(Positions(len(samples)), batch_size=batch_size, sampler=order, collate_fn=torch.tensor,
+                        generator=torch.Generator().manual_seed(config.train.seed))
     updates_per_epoch = max(1, len(loader) // config.train.grad_accum)
     total_updates = config.train.max_steps or updates_per_epoch * config.train.epochs
     scheduler = warmup_cosine(optimizer, min(config.train.warmup_steps, total_updates // 10), total_updates)
