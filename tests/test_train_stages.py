@@ -3,6 +3,7 @@ bad configs, and a SIGKILLed run that resumes to the same weights as an uninterr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -153,12 +154,16 @@ def test_caption_metrics_reward_the_reference():
 
 
 def _kill_at_checkpoint(command: list[str], env: dict, latest: Path, at_least: str) -> None:
-    victim = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    victim = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and victim.poll() is None:
         if latest.is_file() and latest.read_text().strip() >= at_least:
-            os.killpg(victim.pid, signal.SIGKILL)  # the launcher and every process it started
+            import psutil
+
+            launcher = psutil.Process(victim.pid)
+            for process in [launcher, *launcher.children(recursive=True)]:  # the launcher and its workers
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     victim.wait(timeout=60)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, PartialState
+from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.tracking import get_available_trackers
 from safetensors.torch import load_model
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -124,15 +125,29 @@ def load_needs(needs: Needs, config: TrainConfig, precision: str, device: torch.
     return llm, teacher
 
 
+def device_type() -> str:
+    """The device accelerate will pick, known before it starts (the precision must be chosen first)."""
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else "cpu"
+
+
 def _accelerator(config: TrainConfig, output: Path) -> tuple[Accelerator, str]:
     """One accelerator per run: the global batch is split across processes (same batches whatever their number)."""
-    precision = resolve_precision(config.train.precision, PartialState().device)
+    precision = resolve_precision(config.train.precision, device_type())
     available = {str(tracker) for tracker in get_available_trackers()}
     trackers = [name for name in config.train.trackers if name in available]
     accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision],
                               gradient_accumulation_steps=config.train.grad_accum,
                               dataloader_config=DataLoaderConfiguration(split_batches=True),
                               log_with=trackers or None, project_dir=str(output))
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != accelerator.num_processes:
+        raise ValueError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes}: "
+                         "without a GPU set ACCELERATE_USE_CPU=1 (gloo), e.g. ACCELERATE_USE_CPU=1 accelerate launch "
+                         "--multi_gpu --num_processes 2 -m train ...")
     if config.train.batch_size % accelerator.num_processes:
         raise ValueError(f"train.batch_size={config.train.batch_size} is the global batch: it must be a multiple of "
                          f"the {accelerator.num_processes} processes")
