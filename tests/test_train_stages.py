@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from train.config import ConfigError, load_config
 from train.data.shapes import shapes_samples
 from train.evaluate import classification_correct, compute_metrics, shapes_attributes
-from train.losses import emd_loss
+from train.losses import batched_emd, emd_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +58,21 @@ def test_sinkhorn_approximates_exact_emd():
     mask = torch.ones(2, 7)
     exact = emd_loss(tokens, words, mask, "exact").item()
     assert emd_loss(tokens, words, mask, "sinkhorn", reg=0.01).item() == pytest.approx(exact, rel=0.1)
+
+
+def test_batched_emd_matches_the_exact_solver_per_sample_and_in_gradient():
+    torch.manual_seed(0)
+    words = torch.randn(6, 9, 16)
+    tokens = (words[:, torch.randint(0, 9, (20,))] + 0.5 * torch.randn(6, 20, 16)).requires_grad_()
+    mask = torch.ones(6, 9)
+    mask[1, 5:], mask[3, 3:] = 0, 0  # captions of different lengths
+    exact = torch.stack([emd_loss(tokens[i:i + 1], words[i:i + 1], mask[i:i + 1], "exact") for i in range(6)])
+    batched = batched_emd(torch.cdist(tokens, words), mask)
+    assert torch.allclose(batched, exact, rtol=5e-3)
+    (exact_grad,) = torch.autograd.grad(exact.mean(), tokens)
+    (batched_grad,) = torch.autograd.grad(emd_loss(tokens, words, mask, "batched", reg=0.01), tokens)
+    assert F.cosine_similarity(exact_grad.flatten(), batched_grad.flatten(), dim=0) > 0.98
+    assert emd_loss(tokens, words, mask, "auto").item() == pytest.approx(exact.mean().item(), rel=1e-6)  # CPU: exact
 
 
 def test_padding_in_caption_embeddings_is_ignored():

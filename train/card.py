@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from train.config import TrainConfig
+from train.run_files import atomic_folder
 from vlm_demo.adapters import LORA_FOLDER
 from vlm_demo.combos import ADAPTERS_DIR
 
@@ -80,13 +81,18 @@ def stage_chain(output: Path) -> dict[str, Path]:
 
 
 def ship(config: TrainConfig) -> Path:
-    """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png."""
+    """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png; the
+    folder is filled beside the old one and swapped in by renames, so a failure leaves the shipped adapter as it was."""
+    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}"
+    with atomic_folder(target) as staging:
+        assemble(config, staging)
+    return target
+
+
+def assemble(config: TrainConfig, target: Path) -> None:
+    """Write a trained adapter's release into the empty folder `target`: weights, LoRA, card, loss curve, metrics."""
     output = Path(config.output_dir)
     metrics = json.loads((output / "eval.json").read_text())
-    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}"
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(output / "adapter" / name, target / name)
     if (output / "adapter" / LORA_FOLDER).is_dir():
@@ -101,7 +107,6 @@ def ship(config: TrainConfig) -> Path:
     runs = {stage: json.loads((folder / "config.json").read_text()) for stage, folder in stages.items()}
     (target / "training.json").write_text(json.dumps({"stages": summaries, "runs": runs}, indent=2))
     (target / "README.md").write_text(_card(config, metrics, summaries, runs) + _photo_table(target))
-    return target
 
 
 def _photo_table(folder: Path) -> str:

@@ -35,7 +35,7 @@ class AlignConfig:
     loss: str = "emd"  # emd (to caption token embeddings) | mse | cosine (to a teacher encoder's tokens)
     emd_method: str = "auto"  # auto (exact on CPU, batched on a GPU) | exact | batched | sinkhorn
     sinkhorn_reg: float = 0.05
-    batched_reg: float = 0.002  # the batched solver's entropic regularisation, relative to the largest cost
+    batched_reg: float = 0.01  # the batched solver's entropic regularisation, relative to the largest cost
     teacher: str = ""  # teacher encoder name for mse/cosine distillation
 
 

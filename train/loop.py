@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
 from accelerate.tracking import get_available_trackers
 from safetensors.torch import load_model
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -137,6 +138,7 @@ def device_type() -> str:
 def _accelerator(config: TrainConfig, output: Path) -> tuple[Accelerator, str]:
     """One accelerator per run: the global batch is split across processes (same batches whatever their number)."""
     precision = resolve_precision(config.train.precision, device_type())
+    AcceleratorState._reset_state()  # a later run in the same process (tests, notebooks) may pick another precision
     available = {str(tracker) for tracker in get_available_trackers()}
     trackers = [name for name in config.train.trackers if name in available]
     accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision],

@@ -69,7 +69,8 @@ def shipped_cards(root: Path | None = None) -> list[Card]:
     root = root or ADAPTERS_DIR
     if not root.is_dir():
         return []
-    cards = [read_card(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    cards = [read_card(folder) for folder in sorted(root.iterdir())
+             if folder.is_dir() and not folder.name.startswith(".")]  # dot folders: a ship in progress
     return [card for card in cards if card is not None]
 
 

@@ -1,0 +1,96 @@
+"""Run files and precision in the loop: fsynced checkpoints, folders replaced by rename only, the fp16 gradient
+scaler in checkpoints, and bf16 autocast reaching the LLM's forward."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+from tests.test_train_stages import _overrides, _run_stage
+from train import card
+from train.config import load_config
+from train.run_files import Checkpoints, atomic_folder
+from train.stages import registry
+
+
+def test_checkpoint_files_are_fsynced_before_the_folder_is_renamed_into_place(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    checkpoints = Checkpoints(tmp_path / "checkpoints", keep=2)
+    staging = checkpoints.start(5)
+    (staging / "model.safetensors").write_bytes(b"weights")
+    (staging / "optimizer.bin").write_bytes(b"state")
+    target = checkpoints.commit(5, {"step": 5})
+    assert target.name == "checkpoint-0000005" and checkpoints.latest() == target
+    staged = {str(staging / name) for name in ("model.safetensors", "optimizer.bin", "loop_state.json")}
+    assert staged <= set(synced) and str(staging) in synced
+    assert any(path.endswith(".latest.tmp") for path in synced)
+
+
+def test_a_failed_ship_leaves_the_shipped_adapter_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setattr(card, "ADAPTERS_DIR", tmp_path / "assets")
+    config = load_config(None, [f'output_dir="{tmp_path / "run"}"', 'model.adapter="mlp"'])
+    shipped = tmp_path / "assets" / "efficientnet-lite0--mlp--smollm2-135m-instruct"
+    shipped.mkdir(parents=True)
+    (shipped / "model.safetensors").write_bytes(b"the shipped weights")
+    with pytest.raises(FileNotFoundError):  # the run has no eval.json yet
+        card.ship(config)
+    assert (shipped / "model.safetensors").read_bytes() == b"the shipped weights"
+    assert [p.name for p in (tmp_path / "assets").iterdir()] == [shipped.name]
+
+
+def test_atomic_folder_replaces_the_whole_folder_or_nothing(tmp_path):
+    target = tmp_path / "adapter"
+    with atomic_folder(target) as staging:
+        (staging / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(target) as staging:
+        (staging / "new.txt").write_text("half")
+        raise RuntimeError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"] and (target / "old.txt").is_file()
+    with atomic_folder(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_fp16_gradient_scaler_state_is_saved_and_restored_with_the_checkpoint(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    AcceleratorState._reset_state()
+    accelerator = Accelerator()
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=4096.0)  # accelerate makes one for fp16 on a GPU
+    accelerator.prepare(model, torch.optim.AdamW(model.parameters()))
+    accelerator.save_state(str(tmp_path / "checkpoint"))
+    assert (tmp_path / "checkpoint" / "scaler.pt").is_file()
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    accelerator.load_state(str(tmp_path / "checkpoint"))
+    assert accelerator.scaler.get_scale() == 4096.0
+
+
+def _autocast_seen(stage_precision: str, tiny_llm_dir: Path, tmp_path: Path, monkeypatch) -> set:
+    seen: set = set()
+    original = registry.STAGES["caption"]
+
+    def build(config, adapter, llm):
+        parts = original.build(config, adapter, llm)
+        lora = next(m for name, m in llm.model.named_modules() if name.endswith("lora_A.default"))
+        lora.register_forward_hook(lambda module, args, out: seen.add(
+            ("llm", torch.is_autocast_enabled("cpu"), module.weight.dtype, out.dtype)))
+        return parts
+
+    monkeypatch.setitem(registry.STAGES, "caption", registry.Stage(original.needs, build))
+    _run_stage("caption", _overrides(tiny_llm_dir, tmp_path / stage_precision, f'train.precision="{stage_precision}"',
+                                     'caption.llm_mode="lora"', "train.max_steps=2"), tmp_path / "cache")
+    return seen
+
+
+def test_bf16_autocast_reaches_the_llm_forward(tiny_llm_dir, tmp_path, monkeypatch):
+    """The LoRA's own weights stay fp32; only autocast turns its matmul into bf16 inside the LLM's forward."""
+    assert _autocast_seen("bf16", tiny_llm_dir, tmp_path, monkeypatch) == {("llm", True, torch.float32,
+                                                                            torch.bfloat16)}
+    assert _autocast_seen("fp32", tiny_llm_dir, tmp_path, monkeypatch) == {("llm", False, torch.float32,
+                                                                            torch.float32)}
