@@ -7,10 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCardData
+
 from train.config import TrainConfig
 from train.run_files import atomic_folder
 from vlm_demo.adapters import LORA_FOLDER
-from vlm_demo.combos import ADAPTERS_DIR
+from vlm_demo.combos import ADAPTERS_DIR, HUB_ID
+from vlm_demo.encoders import ENCODERS
+from vlm_demo.llms import LLMS
 
 CARD_METRICS = [
     ("shapes_attributes", "single_object_colour_and_shape", "shapes captions: colour and shape both right (1 object)"),
@@ -109,6 +113,24 @@ def assemble(config: TrainConfig, target: Path) -> None:
     (target / "README.md").write_text(_card(config, metrics, summaries, runs) + _photo_table(target))
 
 
+def card_metadata(config: TrainConfig, metrics: dict) -> ModelCardData:
+    """Hub metadata: base models by hub id, hub data sets trained on, held-out metrics as eval results."""
+    specs = (LLMS.get(config.model.llm), ENCODERS.get(config.model.encoder))
+    bases = [spec.hub_id for spec in specs if spec is not None and spec.hub_id]
+    if config.model.llm not in LLMS and HUB_ID.match(config.model.llm) and not Path(config.model.llm).exists():
+        bases.insert(0, config.model.llm)  # an LLM named by its hub id
+    datasets = [d["name"].removeprefix("hub:") for d in config.data.train if d["name"].startswith("hub:")]
+    evaluated = config.data.eval[0]["name"] if config.data.eval else "held-out"
+    results = [EvalResult(task_type="image-to-text", dataset_type=evaluated.removeprefix("hub:"),
+                          dataset_name=DATA_WORDS.get(evaluated, evaluated.removeprefix("hub:")), metric_type=key,
+                          metric_name=label, metric_value=round(float(metrics[group][key]), 4))
+               for group, key, label in CARD_METRICS if key in metrics.get(group, {})]
+    return ModelCardData(base_model=bases or None, datasets=datasets or None, library_name="vlm_demo",
+                         license="apache-2.0", tags=["vision-language-adapter", "vlm_demo"],
+                         pipeline_tag="image-to-text", model_name=f"{config.name} adapter",
+                         eval_results=results or None)
+
+
 def _photo_table(folder: Path) -> str:
     """Every held-out photo's caption, and whether it names the main object (nothing picked out)."""
     from train.data.openworld import PHOTOS
@@ -199,9 +221,7 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
                            f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
                            f"on {summary.get('device', '?')}")
     return f"""---
-library_name: vlm_demo
-tags: [vision-language-adapter, vlm_demo]
-license: apache-2.0
+{card_metadata(config, metrics).to_yaml()}
 ---
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 
