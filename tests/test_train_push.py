@@ -123,3 +123,37 @@ def test_loading_by_hub_id_offline_is_refused_with_the_reason(tmp_path):
     message = result.stdout.strip()
     assert message.startswith("someone/not-cached: not a local folder and not reachable on the hub"), result.stderr
     assert "cannot find the requested files in the local cache" in message and "\n" not in message
+
+
+def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypatch):
+    from torch import nn
+
+    from vlm_demo.adapters import build_adapter
+    from vlm_demo.ui import cards, models_cache
+
+    build_adapter("linear", encoder="efficientnet-lite0", token_dim=1280, num_encoder_tokens=49,
+                  llm="smollm2-135m-instruct", llm_hidden=576, num_tokens=1).save_pretrained(hub.root / REPO)
+    (hub.root / REPO / "README.md").write_text("---\nlibrary_name: vlm_demo\n---\n# A card from the hub\n")
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", hub.download)
+    combos = []
+
+    class StandIn:
+        status, adapter = "trained adapter", nn.Linear(2, 2)
+
+        @classmethod
+        def from_combo(cls, combo, llm=None, encoder=None):
+            combos.append(combo)
+            return cls()
+
+    monkeypatch.setattr(models_cache, "VisionLanguageModel", StandIn)
+    monkeypatch.setattr(models_cache, "build_encoder", lambda name: nn.Linear(2, 2))
+    monkeypatch.setattr(models_cache, "load_llm", lambda name, **kwargs: nn.Linear(2, 2))
+    monkeypatch.setattr(models_cache, "_CACHE", models_cache.ModelCache())
+    facts, text, _, status = cards.load_from_hub(f" {REPO} ")
+    assert "A card from the hub" in text and "efficientnet-lite0" in facts
+    assert status.startswith(f"Loaded `{REPO}` (trained adapter)")
+    assert [(c.checkpoint, c.encoder, c.adapter, c.llm) for c in combos] == [
+        (REPO, "efficientnet-lite0", "linear", "smollm2-135m-instruct")]
+    assert "is not a hub id" in cards.load_from_hub("/etc/passwd")[3]
+    assert cards.load_from_hub("someone/missing")[3].startswith(
+        "\u26a0 Could not fetch config.json of someone/missing from the hub")
