@@ -4,14 +4,17 @@ with an image column and caption_0..caption_4, as on the hub); `datasets` is imp
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.test_train_stages import _overrides, _run_stage
+from train.config import load_config
 from train.data import load_dataset
 from train.data.hub import caption_columns
 
@@ -67,3 +70,31 @@ def test_datasets_is_imported_only_when_a_hub_data_set_is_named():
             "train.data.load_dataset('shapes', 'train', 2); print('datasets' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("recipe, family", [("gpu-clip-mlp-smollm2-360m", "clip"),
+                                            ("gpu-siglip-query-qwen2.5-0.5b", "siglip")])
+def test_gpu_recipe_runs_align_then_caption_on_tiny_stand_ins(recipe, family, hub_folder, tiny_llm_dir, tmp_path,
+                                                             monkeypatch):
+    """The recipe's own config with its hub encoder, LLM and data set swapped for tiny local stand-ins."""
+    from tests.test_encoders_hub import TINY_CONFIGS
+    from train import loop
+    from vlm_demo.encoders.hf import encoder_from_config
+
+    path = ROOT / "train" / "configs" / f"{recipe}.toml"
+    config = load_config(path)
+    torch.manual_seed(0)
+    tiny = encoder_from_config(family, TINY_CONFIGS[family](), name=config.model.encoder)
+    monkeypatch.setattr(loop, "build_encoder", lambda name: tiny)
+    data = f'{{name="hub:{hub_folder}",cache_dir="{tmp_path}"}}'
+    common = [f'model.llm="{tiny_llm_dir}"', f"data.train=[{data}]", f"data.eval=[{data}]", "train.max_steps=2",
+              "train.batch_size=4", 'caption.lora_targets=["q_proj","v_proj"]']
+    os.environ["VLM_DEMO_CACHE"] = str(tmp_path / "cache")
+    align = loop.train_stage("align", load_config(path, [*common, f'output_dir="{tmp_path / "align"}"',
+                                                         'model.init_from=""']), progress=False)
+    final = loop.train_stage("caption", load_config(path, [*common, f'output_dir="{tmp_path / "caption"}"',
+                                                           f'model.init_from="{align}"']), progress=False)
+    saved = json.loads((final / "config.json").read_text())
+    assert (saved["encoder"], saved["kind"]) == (config.model.encoder, config.model.adapter)
+    assert (final / "lora").is_dir() == (config.caption.llm_mode == "lora")
+    assert json.loads((tmp_path / "caption" / "summary.json").read_text())["steps"] == 2
