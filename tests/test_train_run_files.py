@@ -1,9 +1,12 @@
 """Run files and precision in the loop: fsynced checkpoints, folders replaced by rename only, the fp16 gradient
-scaler in checkpoints, and bf16 autocast reaching the LLM's forward."""
+scaler in checkpoints, checkpoints of the older format still resuming, and bf16 autocast reaching the LLM's
+forward."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,41 @@ def test_bf16_autocast_reaches_the_llm_forward(tiny_llm_dir, tmp_path, monkeypat
                                                                             torch.bfloat16)}
     assert _autocast_seen("fp32", tiny_llm_dir, tmp_path, monkeypatch) == {("llm", False, torch.float32,
                                                                             torch.float32)}
+
+
+def _as_legacy_checkpoint(folder: Path) -> None:
+    """Rewrite a checkpoint in the format the loop wrote before accelerate's save_state (what runs started on the
+    older code leave behind): adapter.safetensors, extra0.pt (LoRA weights), training_state.pt."""
+    from accelerate.utils import load
+    from safetensors.torch import load_file
+
+    loop = json.loads((folder / "loop_state.json").read_text())
+    states = load(folder / "random_states_0.pkl")
+    version, python, gauss = states["random_state"]
+    torch.save({"optimizer": torch.load(folder / "optimizer.bin", weights_only=True),
+                "scheduler": torch.load(folder / "scheduler.bin", weights_only=True),
+                "rng": {"torch": states["torch_manual_seed"], "python": list(python), "python_version": version,
+                        "python_gauss": gauss},
+                "step": loop["step"], "epoch": loop["epoch"], "batch_in_epoch": loop["batch_in_epoch"]},
+               folder / "training_state.pt")
+    torch.save(load_file(folder / "model_1.safetensors"), folder / "extra0.pt")
+    (folder / "model.safetensors").rename(folder / "adapter.safetensors")
+    for name in ("loop_state.json", "random_states_0.pkl", "optimizer.bin", "scheduler.bin", "model_1.safetensors"):
+        (folder / name).unlink()
+
+
+def test_a_checkpoint_from_before_accelerate_state_resumes_to_the_same_weights(tiny_llm_dir, tmp_path):
+    from tests.test_train_stages import _same_weights, train_stage_resumed
+
+    lora = ['caption.llm_mode="lora"', 'caption.lora_targets=["q_proj","v_proj"]', "train.max_steps=8",
+            "train.save_every=4"]
+    straight = _run_stage("caption", _overrides(tiny_llm_dir, tmp_path / "straight", *lora), tmp_path / "cache")
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "straight", old)
+    shutil.rmtree(old / "adapter")
+    shutil.rmtree(old / "checkpoints" / "checkpoint-0000008")
+    (old / "checkpoints" / "latest").write_text("checkpoint-0000004")
+    _as_legacy_checkpoint(old / "checkpoints" / "checkpoint-0000004")
+    resumed = train_stage_resumed(_overrides(tiny_llm_dir, old, *lora), tmp_path / "cache")
+    assert json.loads((old / "summary.json").read_text())["steps_this_run"] == 4
+    assert _same_weights(straight, resumed)

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from train.loop import train_stage
 
-            print(train_stage(args.stage, config, resume=args.resume, progress=not args.quiet))
+            final = train_stage(args.stage, config, resume=args.resume, progress=not args.quiet)
+            if os.environ.get("RANK", "0") == "0":  # one line, not one per process
+                print(final)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
