@@ -135,3 +135,31 @@ def test_a_checkpoint_from_before_accelerate_state_resumes_to_the_same_weights(t
     resumed = train_stage_resumed(_overrides(tiny_llm_dir, old, *lora), tmp_path / "cache")
     assert json.loads((old / "summary.json").read_text())["steps_this_run"] == 4
     assert _same_weights(straight, resumed)
+
+
+def test_metrics_reach_accelerate_trackers_and_the_csv_the_card_reads(tiny_llm_dir, tmp_path, monkeypatch):
+    from accelerate.tracking import GeneralTracker
+
+    from train import loop
+
+    class Recording(GeneralTracker):
+        name, requires_logging_directory, logged = "recording", False, []
+
+        @property
+        def tracker(self):
+            return self
+
+        def store_init_configuration(self, values):
+            self.logged.append(("config", values))
+
+        def log(self, values, step=None, **kwargs):
+            self.logged.append((step, values))
+
+    assert loop.installed_trackers(["no-such-tracker"]) == []
+    monkeypatch.setattr(loop, "installed_trackers", lambda names: [Recording()])
+    _run_stage("align", _overrides(tiny_llm_dir, tmp_path / "run", "train.max_steps=4", "train.log_every=2"),
+               tmp_path / "cache")
+    keys = ["elapsed_s", "epoch", "loss", "lr", "samples_per_s"]
+    assert [(step, sorted(values)) for step, values in Recording.logged if step != "config"] == [(2, keys), (4, keys)]
+    assert ("config", {"stage": "align", "batch_size": 4, "lr": 5e-4}) in Recording.logged
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,loss")

@@ -135,16 +135,23 @@ def device_type() -> str:
     return "mps" if torch.backends.mps.is_available() else "cpu"
 
 
+def installed_trackers(names: list[str]) -> list:
+    """The accelerate trackers among `names` whose package is installed; the others are skipped with a note."""
+    available = {str(tracker) for tracker in get_available_trackers()}
+    missing = [name for name in names if name not in available]
+    if missing:
+        log.info("trackers not installed, skipped: %s (metrics.csv/jsonl are written anyway)", ", ".join(missing))
+    return [name for name in names if name in available]
+
+
 def _accelerator(config: TrainConfig, output: Path) -> tuple[Accelerator, str]:
     """One accelerator per run: the global batch is split across processes (same batches whatever their number)."""
     precision = resolve_precision(config.train.precision, device_type())
     AcceleratorState._reset_state()  # a later run in the same process (tests, notebooks) may pick another precision
-    available = {str(tracker) for tracker in get_available_trackers()}
-    trackers = [name for name in config.train.trackers if name in available]
     accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision],
                               gradient_accumulation_steps=config.train.grad_accum,
                               dataloader_config=DataLoaderConfiguration(split_batches=True),
-                              log_with=trackers or None, project_dir=str(output))
+                              log_with=installed_trackers(config.train.trackers) or None, project_dir=str(output))
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != accelerator.num_processes:
         raise ValueError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes}: "
