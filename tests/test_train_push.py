@@ -3,6 +3,7 @@ app loading an adapter by hub id (refused with the reason when the hub cannot be
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -155,5 +156,11 @@ def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypat
     assert [(c.checkpoint, c.encoder, c.adapter, c.llm) for c in combos] == [
         (REPO, "efficientnet-lite0", "linear", "smollm2-135m-instruct")]
     assert "is not a hub id" in cards.load_from_hub("/etc/passwd")[3]
+    config = json.loads((hub.root / REPO / "config.json").read_text())
+    other = hub.root / "someone" / "big-llm-adapter"
+    shutil.copytree(hub.root / REPO, other)
+    (other / "config.json").write_text(json.dumps({**config, "llm": "someone/a-70b-llm"}))
+    assert "the app loads only its registered ones" in cards.load_from_hub("someone/big-llm-adapter")[3]
+    assert len(combos) == 1
     assert cards.load_from_hub("someone/missing")[3].startswith(
         "\u26a0 Could not fetch config.json of someone/missing from the hub")

@@ -144,6 +144,22 @@ def installed_trackers(names: list[str]) -> list:
     return [name for name in names if name in available]
 
 
+def _cached_features(encoder, teacher_encoder, adapter: Adapter, samples: list[Sample], precision: str,
+                     progress: bool) -> tuple[EncoderOutput, dict[str, int], torch.Tensor | None]:
+    """The frozen encoder's features of every training image (and the teacher's tokens to imitate), from the cache."""
+    feature_precision = "bf16" if precision == "bf16" else "fp32"  # fp16 runs read fp32 features
+    cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps, precision=feature_precision)
+    features, rows = cache.features(samples, progress=progress)
+    log.info("features: %d images (%d cached, %d computed); precision %s", len(rows), cache.hits, cache.misses,
+             precision)
+    if teacher_encoder is None:
+        return features, rows, None
+    teacher_features, teacher_rows = FeatureCache(teacher_encoder, precision=feature_precision).features(
+        samples, progress=progress)
+    aligned = torch.tensor([teacher_rows[image_id] for image_id in rows])
+    return features, rows, teacher_tokens(teacher_features.tokens[aligned], adapter.num_output_tokens)
+
+
 def _accelerator(config: TrainConfig, output: Path) -> tuple[Accelerator, str]:
     """One accelerator per run: the global batch is split across processes (same batches whatever their number)."""
     precision = resolve_precision(config.train.precision, device_type())
@@ -236,21 +252,12 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     samples = gather_samples(config.data.train, "train")
     if not samples:
         raise ValueError("the training data is empty")
-    feature_precision = "bf16" if precision == "bf16" else "fp32"
     started = time.perf_counter()
     with accelerator.main_process_first():  # the others then read the cache the main process filled
-        cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps, precision=feature_precision)
-        features, rows = cache.features(samples, progress=progress and main)
-        teacher = None
-        if teacher_encoder is not None:
-            teacher_cache = FeatureCache(teacher_encoder, precision=feature_precision)
-            teacher_features, teacher_rows = teacher_cache.features(samples, progress=progress and main)
-            aligned = torch.tensor([teacher_rows[image_id] for image_id in rows])
-            teacher = teacher_tokens(teacher_features.tokens[aligned], adapter.num_output_tokens)
+        features, rows, teacher = _cached_features(encoder, teacher_encoder, adapter, samples, precision,
+                                                   progress and main)
     samples = write_head_captions(samples, features, rows, encoder.class_head, config.train.seed)
     feature_seconds = time.perf_counter() - started
-    log.info("features: %d images (%d cached, %d computed) in %.1f s; precision %s; %d process(es)", len(rows),
-             cache.hits, cache.misses, feature_seconds, precision, accelerator.num_processes)
 
     trainable = [p for module in [adapter, *parts.extra_trainable] for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -327,8 +334,8 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
             epoch, batch_in_epoch = epoch + 1, 0
     bar.close()
 
-    final = output / "adapter"
     accelerator.wait_for_everyone()
+    final = output / "adapter"
     if main:
         with atomic_folder(final) as staging:
             accelerator.unwrap_model(parts.adapter).save_pretrained(staging)

@@ -126,8 +126,8 @@ class Checkpoints:
         os.replace(staging, target)
         write_atomic(self.folder / "latest", target.name)
         fsync_dir(self.folder)
-        for old in sorted(self.folder.glob("checkpoint-*"))[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        for old in sorted(self.folder.glob("checkpoint-*"))[:-self.keep] + sorted(self.folder.glob(".staging-*")):
+            shutil.rmtree(old, ignore_errors=True)  # older checkpoints, and staging left by a killed run
         return target
 
 
