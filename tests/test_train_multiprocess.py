@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,17 @@ pytestmark = pytest.mark.slow
 TOLERANCE = 5e-6  # largest weight difference, one vs two processes (fp32; gradients are averaged in another order)
 
 
-def _launch(stage: str, record: Path, overrides: list[str], cache: Path, port: int, *extra: str) -> list[str]:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _launch(stage: str, record: Path, overrides: list[str], *extra: str) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-            str(port), str(SCRIPT), stage, str(record), *extra, *overrides]
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip",
+            "127.0.0.1", "--main_process_port", str(_free_port()), str(SCRIPT), stage, str(record), *extra,
+            *overrides]
 
 
 def _env(cache: Path) -> dict[str, str]:
@@ -41,7 +49,7 @@ def _run(command: list[str], env: dict) -> None:
 
 def test_two_processes_split_each_batch_write_once_and_match_one_process(tiny_llm_dir, tmp_path, monkeypatch):
     overrides = _overrides(tiny_llm_dir, tmp_path / "two", 'train.precision="fp32"', "train.max_steps=6")
-    _run(_launch("align", tmp_path / "record", overrides, tmp_path / "cache", 29531), _env(tmp_path / "cache"))
+    _run(_launch("align", tmp_path / "record", overrides), _env(tmp_path / "cache"))
     ranks = [json.loads((tmp_path / "record" / f"rank{r}.json").read_text()) for r in (0, 1)]
 
     seen: list[list[str]] = []
@@ -74,12 +82,12 @@ def test_two_processes_resume_after_sigkill_to_the_uninterrupted_weights(tiny_ll
             "train.save_every=4", 'train.precision="fp32"']
     env = _env(tmp_path / "cache")
     straight = _overrides(tiny_llm_dir, tmp_path / "straight", *base)
-    _run(_launch("caption", tmp_path / "r1", straight, tmp_path / "cache", 29532), env)
+    _run(_launch("caption", tmp_path / "r1", straight), env)
     killed = tmp_path / "killed"
     overrides = _overrides(tiny_llm_dir, killed, *base)
-    _kill_at_checkpoint(_launch("caption", tmp_path / "r2", overrides, tmp_path / "cache", 29533), env,
+    _kill_at_checkpoint(_launch("caption", tmp_path / "r2", overrides), env,
                         killed / "checkpoints" / "latest", "checkpoint-0000003")
-    _run(_launch("caption", tmp_path / "r3", overrides, tmp_path / "cache", 29534, "--resume"), env)
+    _run(_launch("caption", tmp_path / "r3", overrides, "--resume"), env)
     summary = json.loads((killed / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["resumed_from"] >= "checkpoint-0000003"
     assert 0 < summary["steps_this_run"] < 40
