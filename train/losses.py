@@ -20,7 +20,7 @@ def emd_loss(image_tokens: torch.Tensor, text_embeds: torch.Tensor, text_mask: t
       against ~20 caption tokens it takes milliseconds and has no entropic bias. On a GPU it would copy every cost
       matrix to the host and back, one sample at a time.
     - `batched` solves the whole batch at once on the tensors' device (POT's log-domain Sinkhorn, `reg` relative to
-      each sample's largest cost; at 0.01 it lands within about 0.3% of the exact value); on a CPU it is slower than
+      each sample's largest cost; at 0.01 it lands within about 1% of the exact value); on a CPU it is slower than
       `exact`, on a GPU it is one batched kernel sequence with no host round trip.
     - `auto` is `exact` on the CPU and `batched` elsewhere. `sinkhorn` is POT's per-sample entropic solver.
     """
