@@ -105,8 +105,15 @@ def test_explicit_precision_overrides_the_device_check(monkeypatch):
     assert load_config(None, ['train.precision="fp32"']).train.precision == "fp32"
 
 
+def test_fp16_is_kept_on_gpus_and_refused_on_a_cpu_with_the_reason():
+    assert precision.resolve_precision("fp16", "cuda") == "fp16" and precision.compute_dtype("fp16") == torch.float16
+    assert precision.resolve_precision("fp16", "mps") == "fp16"
+    with pytest.raises(ValueError, match="'fp16' trains with a gradient scaler on a GPU .* use bf16 or fp32 there"):
+        precision.resolve_precision("fp16", "cpu")
+
+
 @pytest.mark.parametrize("override, message", [
-    ('train.precision="fp16"', "'train.precision' must be one of ['auto', 'bf16', 'fp32'], got 'fp16'"),
+    ('train.precision="fp8"', "'train.precision' must be one of ['auto', 'bf16', 'fp16', 'fp32'], got 'fp8'"),
     ('train.mixed_precision="bf16"', "unknown config key 'train.mixed_precision' (did you mean 'train.precision'?)"),
 ])
 def test_bad_precision_is_refused_at_start(override, message):

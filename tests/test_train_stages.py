@@ -3,9 +3,11 @@ bad configs, and a SIGKILLed run that resumes to the same weights as an uninterr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from train.config import ConfigError, load_config
 from train.data.shapes import shapes_samples
 from train.evaluate import classification_correct, compute_metrics, shapes_attributes
-from train.losses import emd_loss
+from train.losses import batched_emd, emd_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +58,21 @@ def test_sinkhorn_approximates_exact_emd():
     mask = torch.ones(2, 7)
     exact = emd_loss(tokens, words, mask, "exact").item()
     assert emd_loss(tokens, words, mask, "sinkhorn", reg=0.01).item() == pytest.approx(exact, rel=0.1)
+
+
+def test_batched_emd_matches_the_exact_solver_per_sample_and_in_gradient():
+    torch.manual_seed(0)
+    words = torch.randn(6, 9, 16)
+    tokens = (words[:, torch.randint(0, 9, (20,))] + 0.5 * torch.randn(6, 20, 16)).requires_grad_()
+    mask = torch.ones(6, 9)
+    mask[1, 5:], mask[3, 3:] = 0, 0  # captions of different lengths
+    exact = torch.stack([emd_loss(tokens[i:i + 1], words[i:i + 1], mask[i:i + 1], "exact") for i in range(6)])
+    batched = batched_emd(torch.cdist(tokens, words), mask)
+    assert torch.allclose(batched, exact, rtol=5e-3)
+    (exact_grad,) = torch.autograd.grad(exact.mean(), tokens)
+    (batched_grad,) = torch.autograd.grad(emd_loss(tokens, words, mask, "batched", reg=0.01), tokens)
+    assert F.cosine_similarity(exact_grad.flatten(), batched_grad.flatten(), dim=0) > 0.98
+    assert emd_loss(tokens, words, mask, "auto").item() == pytest.approx(exact.mean().item(), rel=1e-6)  # CPU: exact
 
 
 def test_padding_in_caption_embeddings_is_ignored():
@@ -151,34 +169,80 @@ def test_caption_metrics_reward_the_reference():
     assert perfect["shapes_attributes"]["all"] == 1.0
 
 
-def test_sigkill_then_resume_gives_the_same_weights(tiny_llm_dir, tmp_path):
-    env = {**os.environ, "VLM_DEMO_CACHE": str(tmp_path / "cache")}
-    base = ["caption.llm_mode=\"lora\"", 'caption.lora_targets=["q_proj","v_proj"]', "train.max_steps=40",
-            "train.save_every=5"]
-
-    def command(output: str, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "train", "caption", "--quiet", *extra,
-                *_overrides(tiny_llm_dir, tmp_path / output, *base)]
-
-    subprocess.run(command("straight"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
-    victim = subprocess.Popen(command("killed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    latest = tmp_path / "killed" / "checkpoints" / "latest"
+def _kill_at_checkpoint(command: list[str], env: dict, latest: Path, at_least: str) -> None:
+    victim = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and victim.poll() is None:
-        if latest.is_file() and latest.read_text().strip() >= "checkpoint-0000010":
-            victim.send_signal(signal.SIGKILL)
+        if latest.is_file() and latest.read_text().strip() >= at_least:
+            import psutil
+
+            launcher = psutil.Process(victim.pid)
+            for process in [launcher, *launcher.children(recursive=True)]:  # the launcher and its workers
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert not (tmp_path / "killed" / "adapter").exists()
-    subprocess.run(command("killed", "--resume"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
-    straight, resumed = _weights(tmp_path / "straight" / "adapter"), _weights(tmp_path / "killed" / "adapter")
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    lora_a = load_file(tmp_path / "straight" / "adapter" / "lora" / "adapter_model.safetensors")
-    lora_b = load_file(tmp_path / "killed" / "adapter" / "lora" / "adapter_model.safetensors")
-    assert all(torch.equal(lora_a[k], lora_b[k]) for k in lora_a)
+
+
+def _same_weights(first: Path, second: Path) -> bool:
+    pairs = [(_weights(first), _weights(second)),
+             (load_file(first / "lora" / "adapter_model.safetensors"),
+              load_file(second / "lora" / "adapter_model.safetensors"))]
+    return all(a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a) for a, b in pairs)
+
+
+def test_sigkill_then_resume_continues_from_the_checkpoint_to_the_same_weights(tiny_llm_dir, tmp_path, caplog):
+    """LoRA dropout draws from the RNG and grad_accum=2 accumulates across micro-batches, so only a resume that
+    restores weights, optimizer, scheduler, RNG and the batch position reproduces the uninterrupted run."""
+    env = {**os.environ, "VLM_DEMO_CACHE": str(tmp_path / "cache")}
+    base = ['caption.llm_mode="lora"', 'caption.lora_targets=["q_proj","v_proj"]', "train.max_steps=24",
+            "train.save_every=4", "train.grad_accum=2"]
+    straight = _run_stage("caption", _overrides(tiny_llm_dir, tmp_path / "straight", *base), tmp_path / "cache")
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-m", "train", "caption", "--quiet", *_overrides(tiny_llm_dir, killed, *base)]
+    _kill_at_checkpoint(command, env, killed / "checkpoints" / "latest", "checkpoint-0000008")
+    assert not (killed / "adapter").exists()
+    shutil.copytree(killed, tmp_path / "control")
+
+    resumed = train_stage_resumed(_overrides(tiny_llm_dir, killed, *base), tmp_path / "cache")
+    summary = json.loads((killed / "summary.json").read_text())
+    start = int(summary["resumed_from"].removeprefix("checkpoint-"))
+    assert start >= 8 and summary["steps"] == 24 and summary["steps_this_run"] == 24 - start
+    assert [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, 25))
+    assert _same_weights(straight, resumed)
+
+    control = tmp_path / "control"
+    latest = control / "checkpoints" / (control / "checkpoints" / "latest").read_text().strip()
+    (latest / "random_states_0.pkl").unlink()  # the negative control: everything restored but the RNG
+    with caplog.at_level("WARNING", logger="train"):
+        without_rng = train_stage_resumed(_overrides(tiny_llm_dir, control, *base), tmp_path / "cache")
+    assert "holds no RNG state" in caplog.text
+    assert not _same_weights(straight, without_rng)
+
+
+def train_stage_resumed(overrides: list[str], cache: Path) -> Path:
+    from train.loop import train_stage
+
+    os.environ["VLM_DEMO_CACHE"] = str(cache)
+    return train_stage("caption", load_config(None, overrides), resume=True, progress=False)
+
+
+def test_resume_without_a_checkpoint_is_refused_and_keeps_the_metrics(tiny_llm_dir, tmp_path, capsys):
+    from train.__main__ import main
+
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    status = main(["caption", "--resume", "--quiet", *_overrides(tiny_llm_dir, output)])
+    assert status == 2 and "holds no checkpoint" in capsys.readouterr().err
+    (output / "checkpoints").mkdir()
+    (output / "checkpoints" / "latest").write_text("checkpoint-0000009")
+    assert main(["caption", "--resume", "--quiet", *_overrides(tiny_llm_dir, output)]) == 2
+    assert "which does not exist" in capsys.readouterr().err
+    assert (output / "metrics.jsonl").read_text() == '{"step": 1, "loss": 2.0}\n'
 
 
 def test_distillation_to_a_teacher_encoder_reports_feature_mse(tmp_path):

@@ -1,4 +1,6 @@
-"""`python -m train align|caption|eval --config FILE.toml [key=value ...]`."""
+"""`python -m train align|caption|eval|ship|push --config FILE.toml [key=value ...]`.
+
+Several processes (GPUs): `accelerate launch --multi_gpu --num_processes N -m train caption --config ...`."""
 
 from __future__ import annotations
 
@@ -15,19 +17,28 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
-    parser.add_argument("stage", choices=["align", "caption", "eval", "ship"],
+    parser.add_argument("stage", choices=["align", "caption", "eval", "ship", "push"],
                         help="align: no LLM forward (EMD or distillation); caption: CE through the LLM; "
-                        "eval: held-out metrics; ship: copy to assets/adapters/ with a model card")
+                        "eval: held-out metrics; ship: copy to assets/adapters/ with a model card; "
+                        "push: upload to the hub as --repo-id")
     parser.add_argument("--config", help="TOML file (see train/configs/)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     parser.add_argument("--checkpoint", help="eval: adapter folder (default: output_dir/adapter)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--repo-id", help="push: the hub repo to create or update (owner/name)")
+    parser.add_argument("--private", action="store_true", help="push: create the repo private")
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. train.lr=1e-3 data.train='[{name=\"digits\"}]'")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         config = load_config(args.config, args.overrides)
-        if args.stage == "ship":
+        if args.stage == "push":
+            from train.push import push
+
+            if not args.repo_id:
+                raise ValueError("push needs --repo-id owner/name")
+            print(push(config, args.repo_id, private=args.private))
+        elif args.stage == "ship":
             from train.card import ship
 
             print(ship(config))
@@ -38,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from train.loop import train_stage
 
-            print(train_stage(args.stage, config, resume=args.resume, progress=not args.quiet))
+            final = train_stage(args.stage, config, resume=args.resume, progress=not args.quiet)
+            if os.environ.get("RANK", "0") == "0":  # one line, not one per process
+                print(final)
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

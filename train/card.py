@@ -7,9 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCardData
+
 from train.config import TrainConfig
+from train.run_files import atomic_folder
 from vlm_demo.adapters import LORA_FOLDER
-from vlm_demo.combos import ADAPTERS_DIR
+from vlm_demo.combos import ADAPTERS_DIR, HUB_ID
+from vlm_demo.encoders import ENCODERS
+from vlm_demo.llms import LLMS
 
 CARD_METRICS = [
     ("shapes_attributes", "single_object_colour_and_shape", "shapes captions: colour and shape both right (1 object)"),
@@ -80,13 +85,18 @@ def stage_chain(output: Path) -> dict[str, Path]:
 
 
 def ship(config: TrainConfig) -> Path:
-    """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png."""
+    """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png; the
+    folder is filled beside the old one and swapped in by renames, so a failure leaves the shipped adapter as it was."""
+    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}"
+    with atomic_folder(target) as staging:
+        assemble(config, staging)
+    return target
+
+
+def assemble(config: TrainConfig, target: Path) -> None:
+    """Write a trained adapter's release into the empty folder `target`: weights, LoRA, card, loss curve, metrics."""
     output = Path(config.output_dir)
     metrics = json.loads((output / "eval.json").read_text())
-    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}"
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
     for name in ("config.json", "model.safetensors"):
         shutil.copy2(output / "adapter" / name, target / name)
     if (output / "adapter" / LORA_FOLDER).is_dir():
@@ -101,7 +111,24 @@ def ship(config: TrainConfig) -> Path:
     runs = {stage: json.loads((folder / "config.json").read_text()) for stage, folder in stages.items()}
     (target / "training.json").write_text(json.dumps({"stages": summaries, "runs": runs}, indent=2))
     (target / "README.md").write_text(_card(config, metrics, summaries, runs) + _photo_table(target))
-    return target
+
+
+def card_metadata(config: TrainConfig, metrics: dict) -> ModelCardData:
+    """Hub metadata: base models by hub id, hub data sets trained on, held-out metrics as eval results."""
+    specs = (LLMS.get(config.model.llm), ENCODERS.get(config.model.encoder))
+    bases = [spec.hub_id for spec in specs if spec is not None and spec.hub_id]
+    if config.model.llm not in LLMS and HUB_ID.match(config.model.llm) and not Path(config.model.llm).exists():
+        bases.insert(0, config.model.llm)  # an LLM named by its hub id
+    datasets = [d["name"].removeprefix("hub:") for d in config.data.train if d["name"].startswith("hub:")]
+    evaluated = config.data.eval[0]["name"] if config.data.eval else "held-out"
+    results = [EvalResult(task_type="image-to-text", dataset_type=evaluated.removeprefix("hub:"),
+                          dataset_name=DATA_WORDS.get(evaluated, evaluated.removeprefix("hub:")), metric_type=key,
+                          metric_name=label, metric_value=round(float(metrics[group][key]), 4))
+               for group, key, label in CARD_METRICS if key in metrics.get(group, {})]
+    return ModelCardData(base_model=bases or None, datasets=datasets or None, library_name="vlm_demo",
+                         license="apache-2.0", tags=["vision-language-adapter", "vlm_demo"],
+                         pipeline_tag="image-to-text", model_name=f"{config.name} adapter",
+                         eval_results=results or None)
 
 
 def _photo_table(folder: Path) -> str:
@@ -194,9 +221,7 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
                            f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
                            f"on {summary.get('device', '?')}")
     return f"""---
-library_name: vlm_demo
-tags: [vision-language-adapter, vlm_demo]
-license: apache-2.0
+{card_metadata(config, metrics).to_yaml()}
 ---
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 

@@ -33,8 +33,9 @@ class DataConfig:
 @dataclass
 class AlignConfig:
     loss: str = "emd"  # emd (to caption token embeddings) | mse | cosine (to a teacher encoder's tokens)
-    emd_method: str = "exact"  # exact | sinkhorn
+    emd_method: str = "auto"  # auto (exact on CPU, batched on a GPU) | exact | batched | sinkhorn
     sinkhorn_reg: float = 0.05
+    batched_reg: float = 0.01  # the batched solver's entropic regularisation, relative to the largest cost
     teacher: str = ""  # teacher encoder name for mse/cosine distillation
 
 
@@ -57,7 +58,8 @@ class LoopConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 20
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 where the device multiplies bf16 in hardware, else fp32) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where the device multiplies bf16 in hardware, else fp32) | fp32 | bf16 | fp16
+    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # accelerate trackers, used if installed
     log_every: int = 10
     save_every: int = 100
     keep_checkpoints: int = 2
@@ -86,12 +88,12 @@ class TrainConfig:
 
 CHOICES = {
     "align.loss": {"emd", "mse", "cosine"},
-    "align.emd_method": {"exact", "sinkhorn"},
+    "align.emd_method": {"auto", "exact", "batched", "sinkhorn"},
     "caption.llm_mode": {"frozen", "lora", "qlora"},
-    "train.precision": {"auto", "fp32", "bf16"},
+    "train.precision": {"auto", "fp32", "bf16", "fp16"},
 }
 POSITIVE = {"train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
-            "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r"}
+            "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r", "align.batched_reg"}
 
 
 def _check_value(key: str, value: Any, expected: Any) -> Any:

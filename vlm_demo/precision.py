@@ -1,4 +1,5 @@
-"""Which float precision to compute in: bf16 where the device multiplies bf16 in hardware, fp32 elsewhere."""
+"""Which float precision to compute in: bf16 where the device multiplies bf16 in hardware, fp32 elsewhere; fp16 (with
+a gradient scaler) on GPUs without bf16 when asked."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FP16_DEVICES = ("cuda", "mps")  # where accelerate runs fp16 with a GradScaler
 CPU_BF16_FLAGS = {"amx_bf16", "avx512_bf16"}
 
 
@@ -48,12 +50,15 @@ def resolve_precision(setting: str, device: torch.device | str) -> str:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{setting}'")
     if setting == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
+    if setting == "fp16" and torch.device(device).type not in FP16_DEVICES:
+        raise ValueError(f"precision 'fp16' trains with a gradient scaler on a GPU ({', '.join(FP16_DEVICES)}), not on "
+                         f"'{torch.device(device).type}'; use bf16 or fp32 there")
     return setting
 
 
 def compute_dtype(precision: str) -> torch.dtype:
     """The dtype frozen weights are held in for a resolved precision."""
-    return torch.bfloat16 if precision == "bf16" else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:

@@ -23,7 +23,12 @@ DATASETS: dict[str, Callable[..., list[Sample]]] = {
 
 
 def load_dataset(name: str, split: str, count: int | None = None, **options) -> list[Sample]:
-    """A registered dataset, or a user caption file/folder given by path (`split` picks nothing then)."""
+    """A registered dataset, a caption data set by hub id (`hub:owner/name`), or a user caption file/folder given by
+    path (`split` picks nothing then)."""
+    if name.startswith("hub:"):
+        from train.data.hub import hub_caption_samples
+
+        return hub_caption_samples(name, split, count, **options)
     if name in DATASETS:
         if name == "shapes":
             return DATASETS[name](split, count or 100, **options)

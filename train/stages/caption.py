@@ -10,7 +10,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from train.config import TrainConfig
-from train.stages import Batch, StageParts
+from train.stages import Batch, Needs, StageParts
 from vlm_demo.adapters import Adapter, lora_folder
 from vlm_demo.llms import IMAGE_PLACEHOLDER, LLMS, LanguageModel, SplicedInputs
 from vlm_demo.pipeline import build_prompt
@@ -74,11 +74,16 @@ def full_logits_loss(model: nn.Module, inputs: SplicedInputs) -> torch.Tensor:
                  position_ids=inputs.position_ids, labels=inputs.labels, use_cache=False).loss
 
 
+def needs(config: TrainConfig) -> Needs:
+    """The LLM runs forward, in the compute dtype; QLoRA loads it in 4 bits."""
+    return Needs(llm=True, llm_runs=True, quantization="4bit" if config.caption.llm_mode == "qlora" else None)
+
+
 def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, labelled_only: bool = True
                   ) -> StageParts:
     """`labelled_only=False` computes logits at every position and no shared prefix (the path before issue 16)."""
     settings = config.caption
-    extra, save_extra = [], None
+    trainable_llm, save_extra = None, None
     llm.model.requires_grad_(False)
     if settings.llm_mode in ("lora", "qlora"):
         from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -93,7 +98,7 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, lab
                               target_modules=settings.lora_targets, task_type="CAUSAL_LM")
             llm.model = get_peft_model(llm.model, lora)
         llm.model.train()
-        extra = [llm.model]
+        trainable_llm = llm.model
 
         def save_extra(folder: str) -> None:
             spec = LLMS.get(config.model.llm)
@@ -107,13 +112,15 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, lab
     prefix = SharedPrefix(llm) if labelled_only and settings.llm_mode == "frozen" else None
 
     def loss(batch: Batch) -> torch.Tensor:
-        tokens = adapter(batch.features)
+        tokens = parts.adapter(batch.features)
         prompts = [build_prompt(llm, sample.prompt) for sample in batch.samples]
         targets = [sample.target for sample in batch.samples]
+        model = parts.llm if parts.llm is not None else llm.model  # the prepared (synchronised) one when it trains
         rest = prefix.strip(prompts) if prefix else None
         if rest is not None:
-            return labelled_loss(llm.model, llm.splice(rest, tokens, targets, padding_side="right"), prefix)
+            return labelled_loss(model, llm.splice(rest, tokens, targets, padding_side="right"), prefix)
         inputs = llm.splice(prompts, tokens, targets, padding_side="right")
-        return (labelled_loss if labelled_only else full_logits_loss)(llm.model, inputs)
+        return (labelled_loss if labelled_only else full_logits_loss)(model, inputs)
 
-    return StageParts(adapter=adapter, loss=loss, extra_trainable=extra, save_extra=save_extra)
+    parts = StageParts(adapter=adapter, loss=loss, llm=trainable_llm, save_extra=save_extra)
+    return parts

@@ -1,4 +1,5 @@
-"""The Models tab: the model card, loss curve and parameter count of every adapter checkpoint in assets/adapters."""
+"""The Models tab: the model card, loss curve and parameter count of every adapter checkpoint in assets/adapters, and
+adapters pushed to the hub, fetched and loaded by id."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO
+from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, HUB_ID, Combo
+from vlm_demo.encoders import ENCODERS
+from vlm_demo.llms import LLMS
 from vlm_demo.ui.status import human_count
+
+HUB_FILES = ("config.json", "model.safetensors", "README.md", "loss_curve.png")  # the first two are required
 
 FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 NO_CARDS = ("### No trained adapters ship yet\nEvery combination currently runs with a **randomly initialised "
@@ -69,7 +74,8 @@ def shipped_cards(root: Path | None = None) -> list[Card]:
     root = root or ADAPTERS_DIR
     if not root.is_dir():
         return []
-    cards = [read_card(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    cards = [read_card(folder) for folder in sorted(root.iterdir())
+             if folder.is_dir() and not folder.name.startswith(".")]  # dot folders: a ship in progress
     return [card for card in cards if card is not None]
 
 
@@ -140,6 +146,59 @@ def refresh() -> tuple[Any, str, str, str, Any]:
     return (gr.update(choices=names, value=value, visible=bool(names)), overview_html(cards), *show(value))
 
 
+class HubCardError(ValueError):
+    """A hub adapter that cannot be fetched or loaded here; the message is one line for the user."""
+
+
+def hub_card(repo_id: str) -> Card:
+    """An adapter pushed with `python -m train push`, fetched by hub id into the hub cache."""
+    from huggingface_hub import hf_hub_download
+
+    repo_id = repo_id.strip()
+    if not HUB_ID.match(repo_id) or Path(repo_id).exists():
+        raise HubCardError(f"'{repo_id}' is not a hub id (owner/name)")
+    folder = None
+    for name in HUB_FILES:
+        try:
+            folder = Path(hf_hub_download(repo_id, name)).parent
+        except Exception as error:  # noqa: BLE001 - hub errors come in many types
+            if name in HUB_FILES[:2]:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise HubCardError(f"Could not fetch {name} of {repo_id} from the hub: {first}") from None
+    card = read_card(folder)
+    if card is None:
+        raise HubCardError(f"{repo_id}: its config.json is not an adapter config")
+    card.name = repo_id
+    return card
+
+
+def hub_combo(card: Card) -> Combo:
+    """The combination a hub adapter names; only the app's registered encoders and LLMs are loaded for it."""
+    encoder, llm, kind = (str(card.config.get(key, "")) for key in ("encoder", "llm", "kind"))
+    if encoder not in ENCODERS or llm not in LLMS:
+        raise HubCardError(f"{card.name} needs encoder '{encoder}' and LLM '{llm}'; the app loads only its "
+                           f"registered ones (python -m vlm_demo list)")
+    return Combo(f"hub:{card.name}", encoder, kind, llm, checkpoint=card.name, description="adapter from the hub")
+
+
+def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
+    """Fetch a hub adapter's card and load it (with its encoder, LLM and LoRA) into the shared model cache."""
+    from vlm_demo.ui.models_cache import LoadError, get_cache
+
+    try:
+        card = hub_card(repo_id)
+    except HubCardError as error:
+        return "", "", gr.update(value=None, visible=False), f"⚠ {error}"
+    facts, text = facts_html(card), card.readme or "_This adapter has no README.md model card._"
+    curve = gr.update(value=str(card.loss_curve) if card.loss_curve else None, visible=card.loss_curve is not None)
+    try:
+        vlm = get_cache().vlm(hub_combo(card))
+    except (HubCardError, LoadError) as error:
+        return facts, text, curve, f"⚠ {error}"
+    return facts, text, curve, (f"Loaded `{card.name}` ({vlm.status}) with {card.config['encoder']} and "
+                                f"{card.config['llm']} into the app's model cache.")
+
+
 def build() -> None:
     """Render the Models tab."""
     cards = shipped_cards()
@@ -159,6 +218,13 @@ def build() -> None:
         with gr.Column(scale=2):
             curve = gr.Image(curve0, label="Loss curve", interactive=False, visible=curve0 is not None, height=260,
                              elem_id="vd-loss-curve", buttons=["fullscreen", "download"])
+    with gr.Row(equal_height=False):
+        hub_id = gr.Textbox(label="Adapter on the hub", placeholder="owner/name (pushed with python -m train push)",
+                            scale=4, elem_id="vd-hub-id")
+        fetch = gr.Button("Load from the hub", size="sm", scale=1, min_width=140)
+    hub_status = gr.Markdown(elem_id="vd-hub-status")
     text = gr.Markdown(text0, elem_id="vd-card-text")
     picker.change(show, picker, [facts, text, curve], api_name="model_card", queue=False)
     reload.click(refresh, None, [picker, overview, facts, text, curve], api_visibility="private", queue=False)
+    fetch.click(load_from_hub, hub_id, [facts, text, curve, hub_status], api_name="load_hub_adapter",
+                concurrency_limit=1)
