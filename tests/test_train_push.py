@@ -155,7 +155,7 @@ def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypat
     assert status.startswith(f"Loaded `{REPO}` (trained adapter)")
     assert [(c.checkpoint, c.encoder, c.adapter, c.llm) for c in combos] == [
         (REPO, "efficientnet-lite0", "linear", "smollm2-135m-instruct")]
-    assert "is not a hub id" in cards.load_from_hub("/etc/passwd")[3]
+    assert "is not a hub model id" in cards.load_from_hub("/etc/passwd")[3]
     config = json.loads((hub.root / REPO / "config.json").read_text())
     other = hub.root / "someone" / "big-llm-adapter"
     shutil.copytree(hub.root / REPO, other)

@@ -12,8 +12,9 @@ from huggingface_hub import EvalResult, ModelCardData
 from train.config import TrainConfig
 from train.run_files import atomic_folder
 from vlm_demo.adapters import LORA_FOLDER
-from vlm_demo.combos import ADAPTERS_DIR, HUB_ID
+from vlm_demo.combos import ADAPTERS_DIR
 from vlm_demo.encoders import ENCODERS
+from vlm_demo.hub import HUB_ID
 from vlm_demo.llms import LLMS
 
 CARD_METRICS = [

@@ -10,7 +10,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from train.card import assemble
 from train.config import TrainConfig
-from vlm_demo.combos import HUB_ID
+from vlm_demo.hub import HUB_ID
 
 
 def push(config: TrainConfig, repo_id: str, private: bool = False, token: str | None = None) -> str:

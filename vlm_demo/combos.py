@@ -3,18 +3,17 @@ three picked parts."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vlm_demo.adapters import ADAPTERS, adapter_needs
 from vlm_demo.encoders import ENCODERS, NEEDS
+from vlm_demo.hub import HUB_ID
 from vlm_demo.llms import LLMS
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ADAPTERS_DIR = ASSETS / "adapters"
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ComboError(ValueError):

@@ -20,7 +20,7 @@ from vlm_demo.sources import hub_offline
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 ALLOW_ENV = "VLM_DEMO_HUB_ALLOW"  # comma-separated ids or patterns (owner/*); when set, no other hub id is loaded
-BUDGET_ENV, DEFAULT_BUDGET_MB = "VLM_DEMO_MEMORY_BUDGET_MB", 4096  # the model cache's budget and default
+BUDGET_ENV, DEFAULT_BUDGET_MB = "VLM_DEMO_MEMORY_BUDGET_MB", 4096  # model weights one app process may hold
 FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]  # never pickled weights
 _ONE_LOAD = threading.Lock()
 _REACHABLE: list = []  # [checked at (monotonic seconds), reachable]

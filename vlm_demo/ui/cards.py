@@ -14,8 +14,9 @@ from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, HUB_ID, Combo
+from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo
 from vlm_demo.encoders import ENCODERS
+from vlm_demo.hub import HubError, check_hub_id
 from vlm_demo.llms import LLMS
 from vlm_demo.ui.status import human_count
 
@@ -154,9 +155,10 @@ def hub_card(repo_id: str) -> Card:
     """An adapter pushed with `python -m train push`, fetched by hub id into the hub cache."""
     from huggingface_hub import hf_hub_download
 
-    repo_id = repo_id.strip()
-    if not HUB_ID.match(repo_id) or Path(repo_id).exists():
-        raise HubCardError(f"'{repo_id}' is not a hub id (owner/name)")
+    try:
+        repo_id = check_hub_id(repo_id.strip())
+    except HubError as error:
+        raise HubCardError(str(error)) from None
     folder = None
     for name in HUB_FILES:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -15,12 +14,12 @@ from torch import nn
 
 from vlm_demo.combos import Combo
 from vlm_demo.encoders import build_encoder
+from vlm_demo.hub import memory_budget
 from vlm_demo.llms import load_llm
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import default_device
 
 log = logging.getLogger(__name__)
-DEFAULT_BUDGET_MB = 4096
 Report = Callable[[float, str], None]
 
 
@@ -67,8 +66,7 @@ class ModelCache:
     """
 
     def __init__(self, budget_mb: int | None = None) -> None:
-        env = os.environ.get("VLM_DEMO_MEMORY_BUDGET_MB")
-        self.budget = int(budget_mb if budget_mb is not None else (env or DEFAULT_BUDGET_MB)) * 2**20
+        self.budget = budget_mb * 2**20 if budget_mb is not None else memory_budget()
         self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._lock = threading.RLock()
         self._load_locks: dict[tuple[str, str], threading.Lock] = {}
