@@ -74,6 +74,20 @@ def test_least_recently_used_parts_leave_when_over_budget(loads):
     assert cache.memory_bytes() <= 60 * 2**20
 
 
+def test_an_evicted_part_still_in_use_counts_against_the_budget_until_it_is_freed(loads):
+    cache = ModelCache(budget_mb=100)  # room for two 40 MB LLMs
+    combo = COMBOS["mlp"].__class__
+    in_flight = cache.vlm(combo("a", "efficientnet-lite0", "mlp", "someone/llm-a"))  # a request still holds it
+    cache.vlm(combo("b", "efficientnet-lite0", "mlp", "someone/llm-b"))
+    cache._drop(("llm", "someone/llm-a"))  # evicted while the request runs: its 40 MB are still allocated
+    assert cache.memory_bytes() > 80 * 2**20
+    cache.vlm(combo("c", "efficientnet-lite0", "mlp", "someone/llm-c"))  # so loading a third must evict llm-b
+    names = {entry["name"] for entry in cache.loaded()}
+    assert "someone/llm-b" not in names and "someone/llm-c" in names
+    del in_flight  # the request ends: its parts are freed and no longer counted
+    assert cache.memory_bytes() < 50 * 2**20
+
+
 def test_concurrent_requests_load_a_part_once(loads):
     cache = ModelCache(budget_mb=1000)
     results = []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +72,7 @@ class ModelCache:
         self._entries: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._lock = threading.RLock()
         self._load_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._evicted: list[tuple[weakref.ref, int]] = []  # parts dropped from the cache that something still holds
 
     # ------------------------------------------------------------------ public
     def vlm(self, combo: Combo, report: Report | None = None) -> VisionLanguageModel:
@@ -110,8 +113,13 @@ class ModelCache:
                      "load_seconds": round(entry.seconds, 2)} for (kind, name), entry in self._entries.items()]
 
     def memory_bytes(self) -> int:
+        """Weights held: the cached parts, plus evicted ones still alive (a request in flight may keep them)."""
         with self._lock:
-            return sum(entry.nbytes for entry in self._entries.values())
+            return sum(entry.nbytes for entry in self._entries.values()) + self._evicted_alive_bytes()
+
+    def _evicted_alive_bytes(self) -> int:
+        self._evicted = [(ref, nbytes) for ref, nbytes in self._evicted if ref() is not None]
+        return sum(nbytes for _, nbytes in self._evicted)
 
     def clear(self) -> None:
         with self._lock:
@@ -165,17 +173,23 @@ class ModelCache:
             return value
 
     def _evict(self, keep: set[tuple[str, str]]) -> None:
-        while sum(entry.nbytes for entry in self._entries.values()) > self.budget:
+        gc.collect()  # evicted parts that only reference cycles kept alive are freed before they are counted
+        while self.memory_bytes() > self.budget:
             victim = next((key for key in self._entries if key not in keep), None)
             if victim is None:
                 return
             self._drop(victim)
 
     def _drop(self, key: tuple[str, str]) -> None:
-        self._entries.pop(key, None)
+        dropped = [self._entries.pop(key)]
         for other, entry in list(self._entries.items()):  # an assembled model holds its parts: drop it too
             if key in entry.depends_on:
-                self._entries.pop(other, None)
+                dropped.append(self._entries.pop(other))
+        for entry in dropped:
+            try:
+                self._evicted.append((weakref.ref(entry.value), entry.nbytes))
+            except TypeError:  # a value that cannot be weakly referenced is assumed freed
+                pass
         log.info("evicted %s", key)
 
 
