@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+import gradio as gr
 import pytest
 
 
@@ -138,3 +141,28 @@ def test_an_inline_data_url_over_the_upload_limit_is_refused_before_decoding():
     huge = FileData(path="x.png", url="data:image/png;base64," + "A" * (MAX_FILE_BYTES * 4 // 3 + 4096))
     with pytest.raises(gr.Error, match="over the 25 MB limit"):
         box.preprocess(huge)
+
+
+def test_memory_a_request_freed_is_returned_to_the_system_when_it_ends(monkeypatch):
+    from vlm_demo.ui import common
+
+    trims: list[str] = []
+    monkeypatch.setattr(common, "return_freed_memory", lambda: trims.append("trim"))
+
+    @common.user_errors
+    def answer(fail: bool) -> str:
+        if fail:
+            raise RuntimeError("boom")
+        return "ok"
+
+    @common.user_errors
+    def stream():
+        yield "a"
+        yield "b"
+
+    assert answer(False) == "ok" and trims == ["trim"]
+    with pytest.raises(gr.Error):
+        answer(True)
+    assert list(stream()) == ["a", "b"] and trims == ["trim"] * 3
+    if sys.platform.startswith("linux"):
+        assert hasattr(common._libc(), "malloc_trim")  # glibc: the real call is available here

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import ctypes
 import functools
 import inspect
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,8 +177,25 @@ def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) 
         raise gr.Error(message[0].upper() + message[1:] + ".", title="Bad settings") from None
 
 
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+def return_freed_memory() -> None:
+    """Hand the memory a finished request freed back to the system: glibc keeps it in per-thread arenas otherwise,
+    so a server that answered many requests at once stays large after they end (Linux/glibc only)."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def user_errors(function: Callable) -> Callable:
-    """Turn any unexpected exception into a one-line gr.Error (full traceback only in the server log)."""
+    """Turn any unexpected exception into a one-line gr.Error (full traceback only in the server log); memory the
+    request freed is returned to the system when it ends."""
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, GenerationCancelled):  # nobody is waiting for this answer
             return gr.Error("The request was cancelled.", title="Cancelled", print_exception=False)
@@ -193,6 +212,8 @@ def user_errors(function: Callable) -> Callable:
                 raise
             except Exception as error:  # noqa: BLE001 - shown to the user as one line
                 raise convert(error) from None
+            finally:
+                return_freed_memory()
 
         return stream
 
@@ -204,6 +225,8 @@ def user_errors(function: Callable) -> Callable:
             raise
         except Exception as error:  # noqa: BLE001 - shown to the user as one line
             raise convert(error) from None
+        finally:
+            return_freed_memory()
 
     return call
 
