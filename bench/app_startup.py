@@ -35,6 +35,15 @@ def peak_rss_gb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
+def stop(server: subprocess.Popen) -> None:
+    """Terminate the app server, killing it if it has not ended after 20 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def wait_for_client(url: str, server: subprocess.Popen, deadline: float):
     from gradio_client import Client
 
@@ -85,11 +94,7 @@ def main() -> None:
         client.predict(image, "the vocabulary", *DEFAULT, 16, 0.0, 0.9, 0, api_name="/alignment")
         memory = peak_rss_gb(server.pid)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         if scratch is not None:
             scratch.cleanup()
 

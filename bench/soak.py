@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.app_startup import DEFAULT, free_port, wait_for_client  # noqa: E402
+from bench.app_startup import DEFAULT, free_port, stop, wait_for_client  # noqa: E402
 
 PHOTO = ROOT / "assets" / "examples" / "chelsea.jpg"
 GOALS = {"peak_gb": 2.0, "settle": 0.10}  # peak resident memory; memory after the run within 10% of the start
@@ -180,11 +180,7 @@ def main() -> None:
         running.clear()
         end_mb, peak_mb = rss_mb(server.pid), rss_mb(server.pid, "VmHWM")
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         scratch.cleanup()
 
     latencies.sort()

@@ -25,8 +25,6 @@ def test_upload_checks_are_queued_with_a_limit(app):
 
 
 def test_a_long_message_or_conversation_is_refused_before_any_work(monkeypatch):
-    import gradio as gr
-
     from vlm_demo.pipeline import MAX_CONVERSATION_CHARS, MAX_MESSAGE_CHARS
     from vlm_demo.ui import chat, common
 
@@ -131,7 +129,6 @@ def test_url_inputs_are_refused_without_being_fetched(app):
 
 
 def test_an_inline_data_url_over_the_upload_limit_is_refused_before_decoding():
-    import gradio as gr
     from gradio.data_classes import FileData
 
     from vlm_demo.images import MAX_FILE_BYTES

@@ -101,13 +101,19 @@ def _saved_lora(folder, seed):
     return str(folder / f"lora{seed}")
 
 
-def test_attached_lora_changes_answers_only_in_calls_that_name_it(tiny_llm, tmp_path):
-    tiny_llm.model.save_pretrained(tmp_path)
-    tiny_llm.tokenizer.save_pretrained(tmp_path)
-    llm = load_causal_lm("tiny", tmp_path)
+def _reloaded_with_an_answer(tiny_llm, folder):
+    """The tiny LLM saved and loaded from `folder` (so LoRAs can be saved against it), a spliced prompt, settings,
+    and its answer without any LoRA."""
+    tiny_llm.model.save_pretrained(folder)
+    tiny_llm.tokenizer.save_pretrained(folder)
+    llm = load_causal_lm("tiny", folder)
     inputs = llm.splice([_prompt(llm)], torch.randn(1, 3, 32))
     settings = GenerationSettings(max_new_tokens=8)
-    before = llm.generate(inputs, settings)
+    return llm, inputs, settings, llm.generate(inputs, settings)
+
+
+def test_attached_lora_changes_answers_only_in_calls_that_name_it(tiny_llm, tmp_path):
+    llm, inputs, settings, before = _reloaded_with_an_answer(tiny_llm, tmp_path)
     llm.attach_lora("first", _saved_lora(tmp_path, 1))
     llm.attach_lora("second", _saved_lora(tmp_path, 2))
     llm.attach_lora("first", str(tmp_path / "lora1"))  # attaching again is a no-op
@@ -123,12 +129,7 @@ def test_attached_lora_changes_answers_only_in_calls_that_name_it(tiny_llm, tmp_
 def test_a_lora_that_fails_to_attach_leaves_no_half_attached_layers(tiny_llm, tmp_path):
     import pytest
 
-    tiny_llm.model.save_pretrained(tmp_path)
-    tiny_llm.tokenizer.save_pretrained(tmp_path)
-    llm = load_causal_lm("tiny", tmp_path)
-    inputs = llm.splice([_prompt(llm)], torch.randn(1, 3, 32))
-    settings = GenerationSettings(max_new_tokens=8)
-    before = llm.generate(inputs, settings)
+    llm, inputs, settings, before = _reloaded_with_an_answer(tiny_llm, tmp_path)
     good = _saved_lora(tmp_path, 1)
     bad = tmp_path / "damaged"
     bad.mkdir()
