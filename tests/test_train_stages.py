@@ -278,6 +278,15 @@ def test_ship_writes_a_card_covering_every_stage(tiny_llm_dir, tmp_path, monkeyp
     assert "**align (align)**" in text and "**caption (caption)**" in text and "| digits accuracy" in text
     assert "Known limits" in text
 
+    more = _overrides(tiny_llm_dir, tmp_path / "more", f'model.init_from="{shipped}"', 'name="tiny"')
+    _run_stage("caption", more, tmp_path / "cache")
+    evaluate(load_config(None, more), progress=False)
+    reshipped = card.ship(load_config(None, more))  # continued from the release: its earlier stages stay on record
+    record = json.loads((reshipped / "training.json").read_text())
+    assert list(record["stages"]) == list(record["losses"]) == ["align (align)", "caption (caption)", "caption (more)"]
+    assert all(steps for steps, _ in record["losses"].values())
+    assert "**caption (more)**" in (reshipped / "README.md").read_text()
+
 
 def test_a_lora_run_continues_the_lora_it_starts_from_and_ships_it(tiny_llm_dir, tmp_path, monkeypatch):
     from PIL import Image

@@ -48,15 +48,18 @@ def _read_losses(folder: Path) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
 
 
-def loss_curve(stages: dict[str, Path], target: Path, title: str) -> None:
+def loss_curve(curves: dict[str, tuple[list[int], list[float]]], target: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.6), squeeze=False)
-    for axis, (stage, folder) in zip(axes[0], stages.items()):
-        steps, losses = _read_losses(folder)
+    shown = {stage: curve for stage, curve in curves.items() if curve[0]} or curves
+    missing = [stage for stage in curves if stage not in shown]
+    if missing:  # stages of an older release, shipped before losses were recorded
+        title += f"\n(no loss record shipped for {', '.join(missing)})"
+    figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 3.6), squeeze=False)
+    for axis, (stage, (steps, losses)) in zip(axes[0], shown.items()):
         axis.plot(steps, losses, color="#3b6fd4", linewidth=1.8)
         axis.set_title(stage, fontsize=11)
         axis.set_xlabel("optimizer step")
@@ -85,6 +88,17 @@ def stage_chain(output: Path) -> dict[str, Path]:
     return dict(reversed(chain))
 
 
+def shipped_history(stages: dict[str, Path]) -> dict:
+    """The training record of a shipped adapter folder the oldest run started from (its `training.json`), so a run
+    continued from a release keeps the stages before it; empty when the chain starts from scratch or a run."""
+    if not stages:
+        return {}
+    oldest = json.loads((next(iter(stages.values())) / "config.json").read_text())
+    parent = oldest["model"].get("init_from")
+    record = Path(parent) / "training.json" if parent else None
+    return json.loads(record.read_text()) if record is not None and record.is_file() else {}
+
+
 def ship(config: TrainConfig) -> Path:
     """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png; the
     folder is filled beside the old one and swapped in by renames, so a failure leaves the shipped adapter as it was."""
@@ -105,12 +119,17 @@ def assemble(config: TrainConfig, target: Path) -> None:
     if (output / "eval_predictions.jsonl").is_file():
         shutil.copy2(output / "eval_predictions.jsonl", target / "eval_predictions.jsonl")
     stages = stage_chain(output)
-    loss_curve(stages, target / "loss_curve.png", f"{config.name} adapter: {config.model.encoder} -> "
+    earlier = shipped_history(stages)
+    summaries = earlier.get("stages", {}) | {stage: _summary(folder) for stage, folder in stages.items()}
+    runs = earlier.get("runs", {}) | {stage: json.loads((folder / "config.json").read_text())
+                                      for stage, folder in stages.items()}
+    losses = {stage: earlier.get("losses", {}).get(stage, [[], []]) for stage in earlier.get("stages", {})}
+    losses |= {stage: list(_read_losses(folder)) for stage, folder in stages.items()}
+    loss_curve(losses, target / "loss_curve.png", f"{config.name} adapter: {config.model.encoder} -> "
                f"{config.model.llm}")
     (target / "eval.json").write_text(json.dumps(metrics, indent=2))
-    summaries = {stage: _summary(folder) for stage, folder in stages.items()}
-    runs = {stage: json.loads((folder / "config.json").read_text()) for stage, folder in stages.items()}
-    (target / "training.json").write_text(json.dumps({"stages": summaries, "runs": runs}, indent=2))
+    (target / "training.json").write_text(json.dumps({"stages": summaries, "runs": runs, "losses": losses},
+                                                     indent=2))
     (target / "README.md").write_text(_card(config, metrics, summaries, runs) + _photo_table(target))
 
 
