@@ -1,4 +1,5 @@
-"""`python -m train align|caption|eval|ship|push --config FILE.toml [key=value ...]`.
+"""`python -m train align|caption|decoder|eval|ship|push --config FILE.toml [key=value ...]`, `python -m train
+analyse ...`, `python -m train study [CLAIM ...]`.
 
 Several processes (GPUs): `accelerate launch --multi_gpu --num_processes N -m train caption --config ...`."""
 
@@ -17,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
-    parser.add_argument("stage", choices=["align", "caption", "eval", "ship", "push"],
+    parser.add_argument("stage", choices=["align", "caption", "decoder", "eval", "ship", "push"],
                         help="align: no LLM forward (EMD or distillation); caption: CE through the LLM; "
+                        "decoder: a tinylm adapter's LM decodes captions without the LLM (PaLM2-VAdapter stage 1); "
                         "eval: held-out metrics; ship: copy to assets/adapters/ with a model card; "
                         "push: upload to the hub as --repo-id")
     parser.add_argument("--config", help="TOML file (see train/configs/)")

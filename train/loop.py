@@ -187,7 +187,12 @@ def _save_trainable_only(accelerator: Accelerator) -> None:
         for index, model in enumerate(models):
             module = accelerator.unwrap_model(model)
             names = {n for n, p in module.named_parameters() if p.requires_grad}
-            weights[index] = {k: v.contiguous() for k, v in module.state_dict().items() if index == 0 or k in names}
+            kept, seen = {}, set()
+            for key, value in module.state_dict().items():  # tied tensors (tinylm's table) are stored once
+                if (index == 0 or key in names) and (value.data_ptr(), value.shape) not in seen:
+                    seen.add((value.data_ptr(), value.shape))
+                    kept[key] = value.contiguous()
+            weights[index] = kept
 
     def load_hook(models: list, input_dir: str) -> None:
         for index, model in enumerate(models):
