@@ -58,9 +58,11 @@ def cosine_summary(tokens: list[torch.Tensor], vocab, baseline_samples: int = 25
 def components_summary(tokens: list[torch.Tensor], threshold: float = 0.8) -> dict:
     """Components for `threshold` of the variance: per image (over its tokens) and over all images' tokens."""
     per_image = [analysis.components_for_variance(t, threshold) for t in tokens]
+    pooled = torch.cat([t.reshape(-1, t.shape[-1]) for t in tokens]).double()
+    values = torch.linalg.svdvals(pooled - pooled.mean(dim=0)) ** 2
     return {"threshold": threshold, "per_image": mean_interval([float(c) for c in per_image]),
-            "pooled": analysis.components_for_variance(torch.cat([t.reshape(-1, t.shape[-1]) for t in tokens]),
-                                                       threshold),
+            "pooled": analysis.components_for_variance(pooled, threshold),
+            "first_two_share": float(values[:2].sum() / values.sum()) if values.sum() > 0 else 0.0,
             "tokens_per_image": int(tokens[0].shape[0])}
 
 

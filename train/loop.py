@@ -3,6 +3,7 @@ gradients, main-process-only writes, exact resume from atomic checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -185,6 +186,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     optimizer = torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
     batch_size = config.train.batch_size
     order = EpochOrder(len(samples), config.train.seed)
+    data_order = hashlib.sha1("\n".join(samples[i].image_id + samples[i].target for i in order).encode()).hexdigest()
     # its own generator: an iterator started mid-epoch on resume must not draw from the global RNG (dropout's)
     loader = DataLoader(Positions(len(samples)), batch_size=batch_size, sampler=order, collate_fn=torch.tensor,
                         generator=torch.Generator().manual_seed(config.train.seed))
@@ -305,7 +307,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
                    "device": str(device), "precision": precision, "processes": accelerator.num_processes,
                    "grad_accum": config.train.grad_accum, "resumed_from": latest.name if latest else None,
                    "steps_this_run": step - first_step, "encoder_mode": config.model.encoder_mode,
-                   "validation_samples": len(val_samples)}
+                   "validation_samples": len(val_samples), "data_order": data_order}
         write_atomic(output / "summary.json", json.dumps(summary, indent=2))
         log.info("saved %s (%s)", final, summary)
     accelerator.end_training()
