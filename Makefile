@@ -70,3 +70,18 @@ train-%: install debs
 	$(if $(STAGE2_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-stage2 $(STAGE2_$*))
 	$(PY) -m train eval --config train/configs/$*.toml $(if $(STAGE2_$*),output_dir=runs/$*-stage2)
 	$(PY) -m train ship --config train/configs/$*.toml $(if $(STAGE2_$*),output_dir=runs/$*-stage2)
+
+.PHONY: study train-tinylm-progressive
+
+## The adapter study (issue 14): re-run the seed papers' claims, write docs/findings.md, findings.json and plots
+## (CLAIMS="k-tokens linear-full-rank" picks some; `python -m train study --list` names them; hours on a 2-core CPU).
+study: install debs
+	$(PY) -m train study $(CLAIMS)
+
+## PaLM2-VAdapter's progressive recipe for tinylm: the tiny LM decodes captions without the LLM (stage 1), then
+## trains as the adapter through the frozen LLM (stage 2); evaluated and shipped as train-% does.
+train-tinylm-progressive: install debs
+	$(PY) -m train decoder --config train/configs/tinylm.toml output_dir=runs/tinylm-decoder 'model.init_from=""'
+	$(PY) -m train caption --config train/configs/tinylm.toml
+	$(PY) -m train eval --config train/configs/tinylm.toml
+	$(PY) -m train ship --config train/configs/tinylm.toml

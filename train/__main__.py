@@ -1,4 +1,5 @@
-"""`python -m train align|caption|eval|ship|push --config FILE.toml [key=value ...]`.
+"""`python -m train align|caption|decoder|eval|ship|push --config FILE.toml [key=value ...]`, `python -m train
+analyse ...`, `python -m train study [CLAIM ...]`.
 
 Several processes (GPUs): `accelerate launch --multi_gpu --num_processes N -m train caption --config ...`."""
 
@@ -16,14 +17,23 @@ from train.config import ConfigError, load_config
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["study"]:
+        from train.study.cli import main as study
+
+        return study(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
-    parser.add_argument("stage", choices=["align", "caption", "eval", "ship", "push"],
+    parser.add_argument("stage", choices=["align", "caption", "decoder", "eval", "analyse", "ship", "push"],
                         help="align: no LLM forward (EMD or distillation); caption: CE through the LLM; "
-                        "eval: held-out metrics; ship: copy to assets/adapters/ with a model card; "
+                        "decoder: a tinylm adapter's LM decodes captions without the LLM (PaLM2-VAdapter stage 1); "
+                        "eval: held-out metrics; analyse: cosines, spectra and components over many images; "
+                        "ship: copy to assets/adapters/ with a model card; "
                         "push: upload to the hub as --repo-id")
     parser.add_argument("--config", help="TOML file (see train/configs/)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
-    parser.add_argument("--checkpoint", help="eval: adapter folder (default: output_dir/adapter)")
+    parser.add_argument("--checkpoint", help="eval, analyse: adapter folder (default: output_dir/adapter)")
+    parser.add_argument("--images", help="analyse: a folder of images instead of data.eval's test split")
+    parser.add_argument("--initial", help="analyse: the adapter before training (default: snapshots/step-0000000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--repo-id", help="push: the hub repo to create or update (owner/name)")
     parser.add_argument("--private", action="store_true", help="push: create the repo private")
@@ -42,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             from train.card import ship
 
             print(ship(config))
+        elif args.stage == "analyse":
+            from train.analyse import analyse
+
+            print(json.dumps(analyse(config, args.checkpoint, args.images, args.initial), indent=2))
         elif args.stage == "eval":
             from train.evaluate import evaluate
 

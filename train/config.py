@@ -22,12 +22,17 @@ class ModelConfig:
     llm: str = "smollm2-135m-instruct"
     adapter_options: dict[str, Any] = field(default_factory=dict)
     init_from: str = ""  # adapter checkpoint folder to start from (e.g. the align stage's output)
+    # frozen: cached features; joint: the encoder trains with the adapter (BatchNorm stays frozen) at encoder_lr;
+    # sequential: the jointly tuned encoder from init_from's encoder.safetensors, frozen, while the adapter trains
+    encoder_mode: str = "frozen"
+    encoder_lr: float = 1e-4
 
 
 @dataclass
 class DataConfig:
     train: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "shapes", "count": 200}])
     eval: list[dict[str, Any]] = field(default_factory=lambda: [{"name": "shapes", "count": 50}])
+    val: list[dict[str, Any]] = field(default_factory=list)  # validation splits: loss logged during training
 
 
 @dataclass
@@ -63,12 +68,18 @@ class LoopConfig:
     log_every: int = 10
     save_every: int = 100
     keep_checkpoints: int = 2
+    val_every: int = 0  # steps between validation losses (0 = at the end of each epoch); needs data.val
+    snapshots: bool = False  # loadable adapter folders under snapshots/: step-0000000 and epoch-001, epoch-002, ...
 
 
 @dataclass
 class EvalConfig:
     max_new_tokens: int = 32
     batch_size: int = 16
+    # ablations: real | nearest (each image token replaced by its nearest vocabulary row) | random (Gaussian
+    # directions at the real tokens' norms) | none (no image tokens: the blind baseline)
+    image_tokens: str = "real"
+    prompt: str = ""  # asked instead of every sample's own prompt (empty: the samples' prompts)
 
 
 @dataclass
@@ -91,9 +102,12 @@ CHOICES = {
     "align.emd_method": {"auto", "exact", "batched", "sinkhorn"},
     "caption.llm_mode": {"frozen", "lora", "qlora"},
     "train.precision": {"auto", "fp32", "bf16", "fp16"},
+    "model.encoder_mode": {"frozen", "joint", "sequential"},
+    "eval.image_tokens": {"real", "nearest", "random", "none"},
 }
 POSITIVE = {"train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
-            "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r", "align.batched_reg"}
+            "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r", "align.batched_reg",
+            "model.encoder_lr"}
 
 
 def _check_value(key: str, value: Any, expected: Any) -> Any:
@@ -162,7 +176,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
                 raise ConfigError(f"override '{text}': '{key}' is not a table")
         target[keys[-1]] = value
     config = _build(TrainConfig, values)
-    for entry in config.data.train + config.data.eval:
+    for entry in config.data.train + config.data.eval + config.data.val:
         if "name" not in entry:
             raise ConfigError(f"every data entry needs a 'name' (a dataset or a caption file), got {entry}")
     return config

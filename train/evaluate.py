@@ -1,4 +1,6 @@
-"""Held-out metrics: BLEU-4/CIDEr, VQA exact match per type, classification (lenient/strict), shapes attributes."""
+"""Held-out metrics: BLEU-4/CIDEr, VQA exact match per type (and the majority-answer baseline), classification
+(lenient/strict), shapes attributes; ablations of the image tokens (real | nearest | random | none) and a prompt
+override, written beside the plain evaluation as eval-<ablation>.json."""
 
 from __future__ import annotations
 
@@ -85,15 +87,51 @@ def classification_correct(prediction: str, sample: Sample) -> tuple[bool, bool]
     return sample.label in named, named == {sample.label}
 
 
+def ablated_tokens(tokens: torch.Tensor, mode: str, llm, seed: int = 0) -> torch.Tensor:
+    """Image tokens [B, T, H] as an ablation sees them: `real` as they are, `nearest` each replaced by its nearest
+    vocabulary row (cosine), `random` Gaussian directions at the real tokens' norms, `none` no tokens at all."""
+    if mode == "real":
+        return tokens
+    if mode == "none":
+        return tokens[:, :0]
+    if mode == "random":
+        draws = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(seed)).to(tokens.device)
+        unit = draws / draws.norm(dim=-1, keepdim=True)
+        return (unit * tokens.float().norm(dim=-1, keepdim=True)).to(tokens.dtype)
+    if mode == "nearest":
+        from vlm_demo.analysis import top_k, vocabulary
+
+        _, ids = top_k(tokens, vocabulary(llm), k=1)
+        table = llm.vocabulary_embeddings()
+        return table[ids[:, 0].reshape(tokens.shape[:2]).to(table.device)].to(tokens.device, tokens.dtype)
+    raise ValueError(f"unknown image-token ablation '{mode}'; known: real, nearest, random, none")
+
+
 def answer_all(vlm: VisionLanguageModel, samples: list[Sample], max_new_tokens: int, batch_size: int,
-               progress: bool = True) -> list[str]:
+               progress: bool = True, image_tokens: str = "real", prompt: str = "") -> list[str]:
+    """Generated answers; `image_tokens` ablates the tokens, `prompt` replaces every sample's own prompt."""
     settings = GenerationSettings(max_new_tokens=max_new_tokens, repetition_penalty=1.0)
     answers = []
     for start in tqdm(range(0, len(samples), batch_size), desc="eval", unit="batch", disable=not progress):
         chunk = samples[start:start + batch_size]
-        inputs = vlm.prepare([s.load_image() for s in chunk], [s.prompt for s in chunk])
+        images = [s.load_image() for s in chunk]
+        tokens = ablated_tokens(vlm.image_tokens(images), image_tokens, vlm.llm, seed=start)
+        inputs = vlm.prepare(images, [prompt or s.prompt for s in chunk], image_tokens=tokens)
         answers.extend(vlm.generate(inputs, settings))
     return answers
+
+
+def majority_answers(samples: list[Sample]) -> dict[str, float]:
+    """The VQA score of always giving each question type's most common answer (and overall)."""
+    answers = defaultdict(list)
+    for sample in samples:
+        if sample.task == "vqa":
+            answers[sample.qtype].append(normalise_answer(sample.label))
+    best = {q: max(a.count(x) for x in set(a)) for q, a in answers.items()}
+    result = {q: best[q] / len(answers[q]) for q in sorted(answers)}
+    if answers:
+        result["overall"] = sum(best.values()) / sum(len(a) for a in answers.values())
+    return result
 
 
 def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
@@ -122,6 +160,7 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
     if vqa:
         metrics["vqa_exact_match"] = {q: sum(v) / len(v) for q, v in sorted(vqa.items())}
         metrics["vqa_exact_match"]["overall"] = sum(sum(v) for v in vqa.values()) / sum(len(v) for v in vqa.values())
+        metrics["vqa_majority_answer_baseline"] = majority_answers(samples)
     classes, labels = defaultdict(list), defaultdict(list)
     for sample, answer in zip(samples, answers):
         if sample.task == "classify":
@@ -147,10 +186,18 @@ def feature_mse(encoder, adapter, teacher, samples: list[Sample]) -> dict[str, f
     return {"mse_mean": statistics.mean(errors), "mse_std": statistics.pstdev(errors), "images": len(errors)}
 
 
-def write_results(folder: Path, samples: list[Sample], answers: list[str], metrics: dict) -> None:
+def results_name(config: TrainConfig) -> str:
+    """`eval` for the plain evaluation; `eval-<image_tokens>[-prompt]` for an ablation (never overwrites it)."""
+    settings = config.eval
+    if settings.image_tokens == "real" and not settings.prompt:
+        return "eval"
+    return f"eval-{settings.image_tokens}" + ("-prompt" if settings.prompt else "")
+
+
+def write_results(folder: Path, samples: list[Sample], answers: list[str], metrics: dict, name: str = "eval") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "eval.json").write_text(json.dumps(metrics, indent=2))
-    with (folder / "eval_predictions.jsonl").open("w") as handle:
+    (folder / f"{name}.json").write_text(json.dumps(metrics, indent=2))
+    with (folder / f"{name}_predictions.jsonl").open("w") as handle:
         for sample, answer in zip(samples, answers):
             handle.write(json.dumps({"image": sample.image_id, "task": sample.task, "qtype": sample.qtype,
                                      "prompt": sample.prompt, "answer": answer, "target": sample.target}) + "\n")
@@ -171,10 +218,15 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
         write_results(folder, [], [], metrics)
         return metrics
     vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name)
-    answers = answer_all(vlm, samples, config.eval.max_new_tokens, config.eval.batch_size, progress)
+    settings = config.eval
+    answers = answer_all(vlm, samples, settings.max_new_tokens, settings.batch_size, progress, settings.image_tokens,
+                         settings.prompt)
     metrics = compute_metrics(samples, answers)
     if "photos_object_named" in metrics:
         baseline = head_top1_names(vlm.encoder, [s for s in samples if s.task == "name"])
         metrics["photos_object_named"]["encoder_top1_baseline"] = baseline
-    write_results(folder, samples, answers, metrics)
+    name = results_name(config)
+    if name != "eval":
+        metrics["ablation"] = {"image_tokens": settings.image_tokens, "prompt": settings.prompt or None}
+    write_results(folder, samples, answers, metrics, name)
     return metrics

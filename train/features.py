@@ -1,4 +1,5 @@
-"""Frozen-encoder feature cache: tokens computed once per (encoder, preprocessing, precision, image content)."""
+"""Frozen-encoder feature cache: tokens computed once per (encoder, its weights, preprocessing, precision, image
+content); a fine-tuned encoder has other weights, so it never reads the features of the one it started from."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ from vlm_demo.precision import autocast
 from vlm_demo.sources import cache_dir
 
 
+def weights_digest(module: torch.nn.Module) -> str:
+    """Checksum of every parameter and buffer (names, shapes and bytes) of a module."""
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}{tuple(data.shape)}{data.dtype}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
 class FeatureCache:
     """Stores each image's features as fp16 safetensors under a folder named by encoder and preprocessing."""
 
@@ -26,9 +37,11 @@ class FeatureCache:
         self.keep_stages = keep_stages
         self.precision = precision  # a resolved precision: the encoder runs under bf16 autocast for "bf16"
         base = (root or cache_dir() / "features") / encoder.name
+        self.weights = weights_digest(encoder)
 
         def folder(stages: bool) -> Path:
-            text = f"{encoder.preprocessing_id}|stages={stages}" + ("|bf16" if precision == "bf16" else "")
+            text = (f"{encoder.preprocessing_id}|stages={stages}|weights={self.weights}"
+                    + ("|bf16" if precision == "bf16" else ""))
             return base / hashlib.sha1(text.encode()).hexdigest()[:12]
 
         self.folder = folder(keep_stages)

@@ -3,45 +3,41 @@ gradients, main-process-only writes, exact resume from atomic checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-import os
 import random
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.state import AcceleratorState
-from accelerate.tracking import get_available_trackers
-from safetensors.torch import load_model
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from train.accelerated import (  # noqa: F401 - device_type is imported from here too
+    checkpoint,
+    device_type,
+    installed_trackers,
+    make_accelerator,
+    restore,
+    save_trainable_only,
+)
 from train.config import TrainConfig
 from train.data import Sample, load_dataset
+from train.encoder_training import LiveFeatures, prepare_encoder, set_training
 from train.features import FeatureCache
 from train.pseudo_captions import write_head_captions
-from train.run_files import (
-    LEGACY_STATE,
-    LOOP_STATE,
-    Checkpoints,
-    MetricsLog,
-    ResumeError,
-    atomic_folder,
-    load_legacy_checkpoint,
-    write_atomic,
-)
-from train.stages import Batch, Needs, StageParts
+from train.run_files import Checkpoints, MetricsLog, write_atomic
+from train.stages import Batch, Needs
 from train.stages.registry import get_stage
-from vlm_demo.adapters import LORA_FOLDER, Adapter, adapter_for
+from train.validation import SNAPSHOTS, save_adapter_folder, snapshot_name, validation_loss
+from vlm_demo.adapters import Adapter, adapter_for
 from vlm_demo.encoders import EncoderOutput, build_encoder
 from vlm_demo.llms import LanguageModel, load_llm
-from vlm_demo.precision import compute_dtype, resolve_precision
+from vlm_demo.precision import compute_dtype
 
 log = logging.getLogger("train")
-MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # our resolved precision -> accelerate's name
 
 
 def gather_samples(entries: list[dict], split: str) -> list[Sample]:
@@ -126,24 +122,6 @@ def load_needs(needs: Needs, config: TrainConfig, precision: str, device: torch.
     return llm, teacher
 
 
-def device_type() -> str:
-    """The device accelerate will pick, known before it starts (the precision must be chosen first)."""
-    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if torch.backends.mps.is_available() else "cpu"
-
-
-def installed_trackers(names: list[str]) -> list:
-    """The accelerate trackers among `names` whose package is installed; the others are skipped with a note."""
-    available = {str(tracker) for tracker in get_available_trackers()}
-    missing = [name for name in names if name not in available]
-    if missing:
-        log.info("trackers not installed, skipped: %s (metrics.csv/jsonl are written anyway)", ", ".join(missing))
-    return [name for name in names if name in available]
-
-
 def _cached_features(encoder, teacher_encoder, adapter: Adapter, samples: list[Sample], precision: str,
                      progress: bool) -> tuple[EncoderOutput, dict[str, int], torch.Tensor | None]:
     """The frozen encoder's features of every training image (and the teacher's tokens to imitate), from the cache."""
@@ -160,73 +138,8 @@ def _cached_features(encoder, teacher_encoder, adapter: Adapter, samples: list[S
     return features, rows, teacher_tokens(teacher_features.tokens[aligned], adapter.num_output_tokens)
 
 
-def _accelerator(config: TrainConfig, output: Path) -> tuple[Accelerator, str]:
-    """One accelerator per run: the global batch is split across processes (same batches whatever their number)."""
-    precision = resolve_precision(config.train.precision, device_type())
-    AcceleratorState._reset_state()  # a later run in the same process (tests, notebooks) may pick another precision
-    accelerator = Accelerator(mixed_precision=MIXED_PRECISION[precision],
-                              gradient_accumulation_steps=config.train.grad_accum,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True),
-                              log_with=installed_trackers(config.train.trackers) or None, project_dir=str(output))
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:
-        raise ValueError(f"{launched} processes were launched but accelerate joined {accelerator.num_processes}: "
-                         "without a GPU set ACCELERATE_USE_CPU=1 (gloo), e.g. ACCELERATE_USE_CPU=1 accelerate launch "
-                         "--multi_gpu --num_processes 2 -m train ...")
-    if config.train.batch_size % accelerator.num_processes:
-        raise ValueError(f"train.batch_size={config.train.batch_size} is the global batch: it must be a multiple of "
-                         f"the {accelerator.num_processes} processes")
-    return accelerator, precision
-
-
-def _save_trainable_only(accelerator: Accelerator) -> None:
-    """Checkpoints hold the adapter whole and, of any other prepared model (a LoRA-wrapped LLM), only what trains;
-    keys are the unwrapped module's, so a checkpoint resumes whatever the process count."""
-
-    def save_hook(models: list, weights: list, output_dir: str) -> None:
-        for index, model in enumerate(models):
-            module = accelerator.unwrap_model(model)
-            names = {n for n, p in module.named_parameters() if p.requires_grad}
-            weights[index] = {k: v.contiguous() for k, v in module.state_dict().items() if index == 0 or k in names}
-
-    def load_hook(models: list, input_dir: str) -> None:
-        for index, model in enumerate(models):
-            module = accelerator.unwrap_model(model)
-            file = Path(input_dir) / ("model.safetensors" if index == 0 else f"model_{index}.safetensors")
-            device = str(next(module.parameters()).device)
-            missing, _ = load_model(module, file, strict=index == 0, device=device)
-            lost = {n for n, p in module.named_parameters() if p.requires_grad} & set(missing)
-            if lost:
-                raise ResumeError(f"--resume: {file} lacks trainable weights such as {sorted(lost)[:2]}")
-        models.clear()  # loaded here: accelerate must not load them again
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
-
-
-def _restore(accelerator: Accelerator, latest: Path, parts: StageParts, optimizer, scheduler, config: TrainConfig
-             ) -> dict:
-    if not (latest / LOOP_STATE).is_file():
-        if accelerator.num_processes > 1:
-            raise ResumeError(f"--resume: {latest} is an older-format checkpoint ({LEGACY_STATE}); resume it in one "
-                              "process")
-        modules = [accelerator.unwrap_model(m) for m in [parts.adapter, *parts.extra_trainable]]
-        return load_legacy_checkpoint(latest, modules, optimizer, scheduler)
-    state = json.loads((latest / LOOP_STATE).read_text())
-    for key in ("batch_size", "grad_accum"):
-        if state[key] != getattr(config.train, key):
-            raise ResumeError(f"--resume: {latest.name} was written with train.{key}={state[key]}, not "
-                              f"{getattr(config.train, key)}; resume with the same value")
-    if not (latest / f"random_states_{accelerator.process_index}.pkl").is_file():
-        log.warning("%s holds no RNG state for process %d: dropout will differ from an uninterrupted run",
-                    latest.name, accelerator.process_index)
-    accelerator.load_state(str(latest))
-    accelerator.step = state["micro_batches"]
-    return state
-
-
 def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run a registered stage (`align`, `caption`); returns the folder holding the final adapter checkpoint."""
+    """Run a registered stage (`align`, `caption`, `decoder`); returns the folder holding the final adapter."""
     spec = get_stage(stage)
     needs = spec.needs(config)
     output = Path(config.output_dir)
@@ -234,8 +147,10 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     latest = checkpoints.resume_point() if resume else None
     if not resume and checkpoints.latest() is not None:
         raise ValueError(f"{output} already holds checkpoints: pass --resume to continue, or pick another output_dir")
-    accelerator, precision = _accelerator(config, output)
+    accelerator, precision = make_accelerator(config, output, installed_trackers(config.train.trackers))
     main, device = accelerator.is_main_process, accelerator.device
+    if config.model.encoder_mode == "joint" and accelerator.num_processes > 1:
+        raise ValueError("model.encoder_mode='joint' trains the encoder in one process only")
     if main:
         output.mkdir(parents=True, exist_ok=True)
         write_atomic(output / "config.json", json.dumps({"stage": stage, **config.to_dict()}, indent=2))
@@ -243,6 +158,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     random.seed(config.train.seed)
 
     encoder = build_encoder(config.model.encoder).to(device)
+    encoder_trains, encoder_saved = prepare_encoder(config, encoder)
     llm, teacher_encoder = load_needs(needs, config, precision, device)
     target_name, target_width = ((teacher_encoder.name, teacher_encoder.embed_dim) if teacher_encoder is not None
                                  else (llm.name, llm.hidden_size))
@@ -250,44 +166,84 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     parts = spec.build(config, adapter, llm)
 
     samples = gather_samples(config.data.train, "train")
+    val_samples = gather_samples(config.data.val, "val")
     if not samples:
         raise ValueError("the training data is empty")
     started = time.perf_counter()
     with accelerator.main_process_first():  # the others then read the cache the main process filled
-        features, rows, teacher = _cached_features(encoder, teacher_encoder, adapter, samples, precision,
-                                                   progress and main)
+        features, rows, teacher = _cached_features(encoder, teacher_encoder, adapter, samples + val_samples,
+                                                   precision, progress and main)
     samples = write_head_captions(samples, features, rows, encoder.class_head, config.train.seed)
+    val_samples = write_head_captions(val_samples, features, rows, encoder.class_head, config.train.seed)
     feature_seconds = time.perf_counter() - started
 
     trainable = [p for module in [adapter, *parts.extra_trainable] for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
+    groups = [{"params": trainable, "lr": config.train.lr}]
+    if encoder_trains:
+        set_training(encoder)
+        groups.append({"params": [p for p in encoder.parameters() if p.requires_grad], "lr": config.model.encoder_lr})
+        trainable = trainable + groups[1]["params"]
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
     batch_size = config.train.batch_size
     order = EpochOrder(len(samples), config.train.seed)
+    data_order = hashlib.sha1("\n".join(samples[i].image_id + samples[i].target for i in order).encode()).hexdigest()
     # its own generator: an iterator started mid-epoch on resume must not draw from the global RNG (dropout's)
     loader = DataLoader(Positions(len(samples)), batch_size=batch_size, sampler=order, collate_fn=torch.tensor,
                         generator=torch.Generator().manual_seed(config.train.seed))
     updates_per_epoch = max(1, len(loader) // config.train.grad_accum)
     total_updates = config.train.max_steps or updates_per_epoch * config.train.epochs
     scheduler = warmup_cosine(optimizer, min(config.train.warmup_steps, total_updates // 10), total_updates)
-    _save_trainable_only(accelerator)
-    prepared = accelerator.prepare(parts.adapter, *parts.extra_trainable, optimizer, loader, scheduler)
-    parts.adapter, optimizer, loader, scheduler = prepared[0], *prepared[-3:]
+    save_trainable_only(accelerator)
+    modules = [parts.adapter, *parts.extra_trainable] + ([encoder] if encoder_trains else [])
+    prepared = accelerator.prepare(*modules, optimizer, loader, scheduler)
+    models, (optimizer, loader, scheduler) = list(prepared[:-3]), prepared[-3:]
+    parts.adapter = models[0]
     if parts.llm is not None:
-        parts.llm = prepared[1]
-    models = prepared[:-3]
+        parts.llm = models[1]
+    if encoder_trains:
+        encoder = models[-1]
     if main:
         accelerator.init_trackers(config.name, {"stage": stage, "batch_size": batch_size, "lr": config.train.lr})
 
+    live = LiveFeatures(encoder) if encoder_trains else None
+
+    def features_of(chosen: list[Sample]) -> EncoderOutput:
+        if live is not None:
+            return live(chosen, device)
+        return features[torch.tensor([rows[s.image_id] for s in chosen])].to(device, torch.float32)
+
+    def teacher_of(chosen: list[Sample]) -> torch.Tensor | None:
+        return None if teacher is None else teacher[torch.tensor([rows[s.image_id] for s in chosen])].to(
+            device, torch.float32)
+
     step, epoch, batch_in_epoch = 0, 0, 0
     if latest is not None:
-        state = _restore(accelerator, latest, parts, optimizer, scheduler, config)
+        state = restore(accelerator, latest, parts, optimizer, scheduler, config)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         log.info("resumed from %s (step %d, epoch %d, batch %d)", latest, step, epoch, batch_in_epoch)
     first_step = step
     metrics = MetricsLog(output, resumed_step=step if latest is not None else None) if main else None
+    saved_encoder = encoder if encoder_saved else None
+
+    def validate() -> None:
+        loss = validation_loss(parts, val_samples, features_of, teacher_of, config.eval.batch_size, accelerator,
+                               models, encoder if encoder_trains else None)
+        if main:
+            metrics.write_extra({"step": step, "epoch": epoch, "val_loss": loss, "val_samples": len(val_samples)})
+
+    def snapshot(done_epochs: int | None) -> None:
+        if config.train.snapshots and main:
+            save_adapter_folder(output / SNAPSHOTS / snapshot_name(step, done_epochs), accelerator, parts,
+                                saved_encoder)
 
     for model in models:
         model.train()
+    if encoder_trains:
+        set_training(accelerator.unwrap_model(encoder))
+    if step == 0:
+        if val_samples:
+            validate()
+        snapshot(None)
     window: list[float] = []
     seen_since_log, log_clock, run_clock = 0, time.perf_counter(), time.perf_counter()
     bar = tqdm(total=total_updates, initial=step, desc=f"{stage} {config.name}", unit="step",
@@ -300,7 +256,7 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
             batch_in_epoch += 1
             with accelerator.accumulate(*models):
                 with accelerator.autocast():
-                    loss = parts.loss(_batch(features, rows, chosen, teacher, device))
+                    loss = parts.loss(Batch(features_of(chosen), chosen, teacher_of(chosen)))
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(trainable, 1.0)
@@ -319,12 +275,19 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
                 record = {"step": step, "epoch": epoch, "loss": sum(window) / len(window),
                           "lr": scheduler.get_last_lr()[0], "samples_per_s": seen_since_log / (now - log_clock),
                           "elapsed_s": now - run_clock}
+                if encoder_trains:
+                    record["encoder_lr"] = scheduler.get_last_lr()[1]
                 if main:
                     metrics.write(record)
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
                 window, seen_since_log, log_clock = [], 0, now
+            epoch_done = batch_in_epoch == len(loader)
+            if val_samples and (step % config.train.val_every == 0 if config.train.val_every else epoch_done):
+                validate()
+            if epoch_done:
+                snapshot(epoch + 1)
             if step % config.train.save_every == 0 or step == total_updates:
-                _checkpoint(accelerator, checkpoints, step, {
+                checkpoint(accelerator, checkpoints, step, {
                     "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "micro_batches": accelerator.step,
                     "batch_size": batch_size, "grad_accum": config.train.grad_accum,
                     "processes": accelerator.num_processes})
@@ -337,30 +300,15 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     accelerator.wait_for_everyone()
     final = output / "adapter"
     if main:
-        with atomic_folder(final) as staging:
-            accelerator.unwrap_model(parts.adapter).save_pretrained(staging)
-            if parts.save_extra:
-                parts.save_extra(str(staging / LORA_FOLDER))
+        save_adapter_folder(final, accelerator, parts, saved_encoder)
         summary = {"stage": stage, "steps": step, "batch_size": batch_size, "samples": len(samples),
-                   "images": len(rows), "train_seconds": time.perf_counter() - run_clock,
+                   "images": len({s.image_id for s in samples}), "train_seconds": time.perf_counter() - run_clock,
                    "feature_seconds": feature_seconds, "trainable_parameters": sum(p.numel() for p in trainable),
                    "device": str(device), "precision": precision, "processes": accelerator.num_processes,
                    "grad_accum": config.train.grad_accum, "resumed_from": latest.name if latest else None,
-                   "steps_this_run": step - first_step}
+                   "steps_this_run": step - first_step, "encoder_mode": config.model.encoder_mode,
+                   "validation_samples": len(val_samples), "data_order": data_order}
         write_atomic(output / "summary.json", json.dumps(summary, indent=2))
         log.info("saved %s (%s)", final, summary)
     accelerator.end_training()
     return final
-
-
-def _checkpoint(accelerator: Accelerator, checkpoints: Checkpoints, step: int, loop_state: dict) -> None:
-    """Every process writes its part (its RNG state; the main process the weights and optimizer), then the main
-    process fsyncs the folder and renames it into place."""
-    if accelerator.is_main_process:
-        checkpoints.start(step)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(checkpoints.staging(step)))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        checkpoints.commit(step, loop_state)
-    accelerator.wait_for_everyone()

@@ -192,6 +192,11 @@ class MetricsLog:
                     writer.writeheader()
                     writer.writerows(kept)
 
+    def write_extra(self, record: dict) -> None:
+        """A row of other fields (validation loss) into metrics.jsonl only: the CSV keeps the training columns."""
+        with self.jsonl.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
     def write(self, record: dict) -> None:
         with self.jsonl.open("a") as handle:
             handle.write(json.dumps(record) + "\n")

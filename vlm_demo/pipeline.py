@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterator
 
@@ -13,6 +14,7 @@ from vlm_demo.adapters import (
     CheckpointError,
     adapter_for,
     check_compatible,
+    encoder_weights,
     load_adapter,
     lora_folder,
     read_config,
@@ -97,7 +99,14 @@ class VisionLanguageModel:
             if not values.get(part) or not isinstance(values[part], str):
                 raise CheckpointError(f"{path_or_id}: its {part} is not recorded in config.json")
         device = default_device()
-        encoder = encoder or build_encoder(values["encoder"]).to(device)
+        tuned = encoder_weights(path_or_id)
+        if tuned:  # an encoder fine-tuned with this adapter: a private copy, never the shared one
+            from safetensors.torch import load_model
+
+            encoder = copy.deepcopy(encoder) if encoder is not None else build_encoder(values["encoder"])
+            load_model(encoder, tuned, strict=True, device=str(next(encoder.parameters()).device))
+            encoder.eval().requires_grad_(False)
+        encoder = (encoder or build_encoder(values["encoder"])).to(device)
         llm = llm or load_llm(values["llm"], device=device)
         adapter = load_adapter(path_or_id, values=values)
         return cls(encoder, adapter, llm, trained=True, name=name or f"checkpoint:{path_or_id}",

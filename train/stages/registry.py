@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from train.config import TrainConfig
-from train.stages import Needs, StageParts, align, caption
+from train.stages import Needs, StageParts, align, caption, decoder
 from vlm_demo.adapters import Adapter
 from vlm_demo.llms import LanguageModel
 
@@ -20,6 +20,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "align": Stage(align.needs, align.align_stage),
     "caption": Stage(caption.needs, caption.caption_stage),
+    "decoder": Stage(decoder.needs, decoder.decoder_stage),  # tinylm stage 1 (PaLM2-VAdapter), then `caption`
 }
 
 

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from vlm_demo.adapters.attention import AttentionAdapter
 from vlm_demo.adapters.base import (
+    ENCODER_WEIGHTS,
     LORA_FOLDER,
     Adapter,
     AdapterConfig,
     CheckpointError,
     check_compatible,
+    encoder_weights,
     lora_folder,
     read_config,
 )
@@ -38,8 +40,9 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "label": LabelAdapter,
 }
 
-__all__ = ["ADAPTERS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_for", "adapter_needs",
-           "build_adapter", "check_compatible", "load_adapter", "lora_folder", "read_config"]
+__all__ = ["ADAPTERS", "ENCODER_WEIGHTS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_for",
+           "adapter_needs", "build_adapter", "check_compatible", "encoder_weights", "load_adapter", "lora_folder",
+           "read_config"]
 
 
 def adapter_class(kind: str) -> type[Adapter]:

@@ -22,6 +22,7 @@ from vlm_demo.encoders.base import EncoderOutput
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LORA_FOLDER = "lora"  # optional: a peft LoRA of the LLM trained together with the adapter
+ENCODER_WEIGHTS = "encoder.safetensors"  # optional: the encoder fine-tuned together with the adapter
 MAX_SIZE = 2**20  # any integer setting (widths, vocabularies, token counts)
 MAX_COUNT = 256  # layers, blocks and heads: each is a module built in a loop
 COUNTS = re.compile(r"(layers|blocks|depth|heads)$")
@@ -236,6 +237,18 @@ def lora_folder(path_or_id: str | Path) -> str | None:
     except Exception:  # noqa: BLE001 - no LoRA in the repo, or the hub cannot say
         return None
     return str(Path(files[0]).parent)
+
+
+def encoder_weights(path_or_id: str | Path) -> str | None:
+    """The encoder weights fine-tuned together with a checkpoint (its `encoder.safetensors`), or None."""
+    path = Path(path_or_id)
+    if path.is_dir():
+        file = path / ENCODER_WEIGHTS
+        return str(file) if file.is_file() else None
+    try:
+        return hf_hub_download(str(path_or_id), ENCODER_WEIGHTS)
+    except Exception:  # noqa: BLE001 - no encoder in the repo, or the hub cannot say
+        return None
 
 
 def check_compatible(config: AdapterConfig, encoder: str, token_dim: int, llm: str, llm_hidden: int) -> None:

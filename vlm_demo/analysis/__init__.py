@@ -26,6 +26,7 @@ from vlm_demo.analysis.stats import (
     effective_rank,
     expected_gaussian_norm,
     expected_max_gaussian,
+    matrix_spectrum,
     norm_ratio,
     one_blas_thread,
     random_baseline,
@@ -37,7 +38,7 @@ from vlm_demo.analysis.vocabulary import Vocabulary, clear_caches, vocabulary
 __all__ = [
     "Ablation", "Basis", "Neighbor", "NeighborTable", "Spectrum", "Vocabulary", "captured_variance",
     "choose_precision", "clear_caches", "components_for_variance", "effective_rank", "expected_gaussian_norm",
-    "expected_max_gaussian", "joint_basis", "label_piece", "nearest_token_ablation", "neighbor_table", "norm_ratio",
-    "one_blas_thread", "random_baseline", "random_baseline_closed_form", "readable", "top_k", "unreadable",
-    "vocabulary", "vocabulary_basis", "weight_spectra",
+    "expected_max_gaussian", "joint_basis", "label_piece", "matrix_spectrum", "nearest_token_ablation",
+    "neighbor_table", "norm_ratio", "one_blas_thread", "random_baseline", "random_baseline_closed_form", "readable",
+    "top_k", "unreadable", "vocabulary", "vocabulary_basis", "weight_spectra",
 ]

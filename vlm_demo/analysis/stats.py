@@ -77,15 +77,25 @@ class Spectrum:
     numerical_rank: int  # singular values above max(s) * max(shape) * fp32 eps
 
 
-def weight_spectra(module: nn.Module) -> list[Spectrum]:
-    """Singular values and effective rank of every Linear weight (for a linear adapter: its single `proj`)."""
+def matrix_spectrum(name: str, matrix: torch.Tensor) -> Spectrum:
+    """Singular values, entropy effective rank and numerical rank of one matrix."""
+    matrix = matrix.detach().float().cpu()
+    with one_blas_thread():
+        s = np.linalg.svd(matrix.numpy(), compute_uv=False)
+    tolerance = s.max(initial=0.0) * max(matrix.shape) * np.finfo(np.float32).eps
+    return Spectrum(name, tuple(matrix.shape), s, effective_rank(s), int((s > tolerance).sum()))
+
+
+def weight_spectra(module: nn.Module, initial: nn.Module | None = None) -> list[Spectrum]:
+    """Singular values and effective rank of every Linear weight (for a linear adapter: its single `proj`); with
+    `initial` (the same adapter before training), of each weight's change since then."""
+    start = dict(initial.named_modules()) if initial is not None else {}
     spectra = []
     for name, layer in module.named_modules():
         if isinstance(layer, nn.Linear):
-            weight = layer.weight.detach().float().cpu()
-            with one_blas_thread():
-                s = np.linalg.svd(weight.numpy(), compute_uv=False)
-            tolerance = s.max(initial=0.0) * max(weight.shape) * np.finfo(np.float32).eps
-            spectra.append(Spectrum(name, tuple(weight.shape), s, effective_rank(s), int((s > tolerance).sum())))
+            weight = layer.weight.detach().float()
+            if initial is not None:
+                weight = weight - start[name].weight.detach().float().to(weight.device)
+            spectra.append(matrix_spectrum(name, weight))
     return spectra
 

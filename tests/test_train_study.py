@@ -1,0 +1,74 @@
+"""`python -m train study` on the --tiny budget: registered claims run end to end, share their runs, and write
+findings.md, findings.json and plots; the verdict rules and the report merge are checked on their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from train.study import CLAIMS, VERDICTS, Finding
+from train.study.claims import equivalence
+from train.study.report import write_report
+
+SEEDS_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
+CHEAP = {"k-tokens", "linear-full-rank", "max-cosine-random", "nearest-token-destroys", "components-80"}
+
+
+def test_the_cheap_claims_are_registered_with_their_seed_and_paper_figure():
+    import train.study.claims  # noqa: F401 - registers them
+
+    assert CHEAP <= set(CLAIMS)
+    for claim in CLAIMS.values():
+        assert claim.section and claim.paper_figure and callable(claim.run)
+        if SEEDS_FOLDER.is_dir():
+            assert (SEEDS_FOLDER / claim.seed).is_file(), claim.seed
+
+
+def test_equivalence_verdicts_follow_the_intervals():
+    inside, outside, wide = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
+                             [(0.0, -0.1, 0.1), (1.0, 0.8, 1.2), (0.0, -2.0, 2.0)])
+    assert equivalence([inside], 0.2) == "held"
+    assert equivalence([inside, outside], 0.2) == "did not hold"
+    assert equivalence([inside, wide], 0.2) == "inconclusive"
+    assert equivalence([{"mean": 0.0, "low": None, "high": None}], 0.2) == "inconclusive"  # one seed
+    with pytest.raises(ValueError, match="verdict"):
+        Finding("x", 0.0, None, None, "probably", "rule")
+
+
+def test_report_keeps_earlier_claims_and_plots_curves(tmp_path):
+    def record(claim: str, curves: dict) -> dict:
+        return {"id": claim, "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
+                "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "held", "rule": "r", "details": {},
+                "curves": curves, "budget": "tiny", "seeds": [0, 1], "cpu_minutes": 0.5, "command": f"c {claim}"}
+
+    write_report([record("a", {"arm": ([1, 2], [3.0, 2.0])})], tmp_path)
+    write_report([record("b", {})], tmp_path)
+    claims = json.loads((tmp_path / "findings.json").read_text())["claims"]
+    assert [c["id"] for c in claims] == ["a", "b"]
+    text = (tmp_path / "findings.md").read_text()
+    assert "`c a`" in text and "`c b`" in text and "![a](findings/a.png)" in text and "--tiny" in text
+    assert (tmp_path / "findings" / "a.png").stat().st_size > 1000 and not (tmp_path / "findings" / "b.png").exists()
+
+
+def test_tiny_study_runs_claims_that_share_runs_and_writes_the_findings(tmp_path, monkeypatch, capsys):
+    from train.__main__ import main
+
+    monkeypatch.setenv("VLM_DEMO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "docs"
+    status = main(["study", "linear-full-rank", "nearest-token-destroys", "--tiny", "--root", str(tmp_path / "runs"),
+                   "--out", str(out)])
+    assert status == 0
+    claims = {c["id"]: c for c in json.loads((out / "findings.json").read_text())["claims"]}
+    assert set(claims) == {"linear-full-rank", "nearest-token-destroys"}
+    for claim in claims.values():
+        assert claim["verdict"] in VERDICTS and claim["budget"] == "tiny" and claim["seeds"] == [0, 1]
+        assert claim["command"] == f"python -m train study {claim['id']} --seeds 2 --tiny"
+    rank = claims["linear-full-rank"]["details"]["change"]
+    assert len(rank) == 2 and all(c["full_rank"] == 32 for c in rank)  # 1 token x the tiny LLM's width
+    cider = claims["nearest-token-destroys"]["details"]["cider"]
+    assert set(cider) == {"real", "nearest", "none"} and all(len(v) == 2 for v in cider.values())
+    assert sorted(p.name for p in (tmp_path / "runs" / "runs" / "linear-k1").iterdir()) == ["seed-0", "seed-1"]
+    assert "| linear-full-rank |" in (out / "findings.md").read_text()
+    assert main(["study", "no-such-claim"]) == 2 and "unknown claim" in capsys.readouterr().err

@@ -1,0 +1,69 @@
+"""`python -m train study [CLAIM ...] [--tiny] [--seeds N] [--out DIR] [--root DIR] [--list]`: run registered claims
+(all by default) and write findings.md, findings.json and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from train.study import CLAIMS, Budget, run_claim
+from train.study.report import write_report
+
+FULL_BASE = ['data.train=[{name="shapes",count=400,vqa_per_image=0}]',
+             'data.val=[{name="shapes",count=40,vqa_per_image=0}]',
+             'data.eval=[{name="shapes",count=50,vqa_per_image=0}]', "train.batch_size=8", "train.max_steps=300",
+             "train.val_every=50", "train.log_every=10", "train.save_every=1000", "train.lr=1e-3",
+             "train.snapshots=true", "eval.max_new_tokens=24"]
+TINY_BASE = ['data.train=[{name="shapes",count=8,vqa_per_image=0}]',
+             'data.val=[{name="shapes",count=3,vqa_per_image=0}]',
+             'data.eval=[{name="shapes",count=3,vqa_per_image=0}]', "train.batch_size=4", "train.max_steps=4",
+             "train.val_every=4", "train.log_every=1", "train.save_every=1000", "train.warmup_steps=0",
+             "train.lr=3e-3", "train.snapshots=true", "train.trackers=[]", "eval.max_new_tokens=4"]
+
+
+def budget(tiny: bool, root: Path, seeds: int | None) -> Budget:
+    """The tiny budget (tests) or the full one (findings), with its runs under `root`."""
+    root = Path(root).resolve()
+    if tiny:
+        from train.study.tiny import tiny_llm_folder
+
+        llm = tiny_llm_folder(root / "tiny-llm")
+        return Budget("tiny", root, list(range(seeds or 2)), [f'model.llm="{llm}"', *TINY_BASE])
+    return Budget("full", root, list(range(seeds or 3)), list(FULL_BASE))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from train.study import claims  # noqa: F401 - registers the claims
+
+    parser = argparse.ArgumentParser(prog="python -m train study", description=__doc__)
+    parser.add_argument("claims", nargs="*", help=f"claim ids (default: all): {', '.join(CLAIMS)}")
+    parser.add_argument("--tiny", action="store_true", help="the test budget: a tiny random LLM, seconds per claim")
+    parser.add_argument("--seeds", type=int, help="seeds per arm (default 3; 2 with --tiny)")
+    parser.add_argument("--out", help="folder for findings.md/json and plots (default docs, or ROOT/docs with --tiny)")
+    parser.add_argument("--root", help="folder of the runs (default runs/study, or runs/study-tiny with --tiny)")
+    parser.add_argument("--list", action="store_true", help="list the registered claims and stop")
+    args = parser.parse_args(argv)
+    if args.list:
+        for claim in CLAIMS.values():
+            print(f"{claim.id}: {claim.statement} ({claim.seed}, {claim.section})")
+        return 0
+    unknown = [c for c in args.claims if c not in CLAIMS]
+    if unknown:
+        print(f"error: unknown claim(s) {', '.join(unknown)}; known: {', '.join(CLAIMS)}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print("error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    root = Path(args.root or ("runs/study-tiny" if args.tiny else "runs/study"))
+    plan = budget(args.tiny, root, args.seeds)
+    records = [run_claim(claim, plan) for claim in args.claims or list(CLAIMS)]
+    out = Path(args.out) if args.out else (plan.root / "docs" if args.tiny else Path("docs"))
+    report = write_report(records, out)
+    for record in records:
+        print(json.dumps({k: record[k] for k in ("id", "figure", "verdict", "cpu_minutes")}))
+    print(f"wrote {report}")
+    return 0
