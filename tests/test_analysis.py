@@ -251,3 +251,15 @@ def test_user_errors_exit_2_with_one_line(argv, photo, tmp_path, monkeypatch, ca
     assert main([arg.format(bad=bad, photo=photo) for arg in argv]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ")
+
+
+def test_token_map_only_for_adapters_whose_tokens_come_from_grid_cells():
+    from vlm_demo.analysis.token_map import token_grid
+
+    assert token_grid("mlp", 49, 49).side == 7
+    assert token_grid("mlp", 49, 59).note == "the 10 label tokens after the grid are not shown"
+    assert token_grid("multistage", None, 16, grid_size=4).side == 4
+    assert token_grid("mlp", 50, 50).side is None  # not a square grid
+    for kind in ("query", "perceiver"):
+        grid = token_grid(kind, 49, 32)
+        assert grid.side is None and "resampler" in grid.reason
