@@ -28,7 +28,7 @@ from vlm_demo.ui.common import (
     stored_upload,
     user_errors,
 )
-from vlm_demo.ui.sidebar import Controls
+from vlm_demo.ui.sidebar import EXAMPLES, Controls
 from vlm_demo.ui.status import plural, status_html
 
 Messages = list[dict[str, Any]]
@@ -257,6 +257,12 @@ def build(controls: Controls) -> None:
     with gr.Row():
         describe_button = gr.Button("Describe the image", variant="secondary", elem_id="vd-describe")
         stop_button = gr.Button("\u25a0 Stop", variant="stop", visible=False, elem_id="vd-stop")
+    examples = [[{"text": question, "files": [str(EXAMPLES / name)]}] for name, question in EXAMPLE_QUESTIONS
+                if (EXAMPLES / name).is_file()]
+    if examples:
+        gr.Examples(examples, [message], [chatbot], example_answer, cache_examples=True, cache_mode="lazy",
+                    label="Example questions \u2014 answered by the default combination, kept after the first click",
+                    elem_id="vd-chat-examples", api_visibility="private")
     regenerate_api = gr.Button(visible=False)  # /regenerate for API clients; the page retries through the Chatbot
 
     again = gr.State()
@@ -285,6 +291,19 @@ def build(controls: Controls) -> None:
     controls.image.change(lambda: [], None, [chatbot], **quiet)  # a new picked image starts a new conversation
     gr.api(user_errors(caption), api_name="caption", **GENERATION)
     gr.api(user_errors(caption_batch), api_name="caption_batch", **GENERATION)
+
+
+EXAMPLE_QUESTIONS = [("chelsea.jpg", "What animal is this?"), ("coffee.jpg", "What is in the cup?"),
+                     ("shapes-test-7-orange-circle.png", "What colour is the shape?")]
+
+
+@user_errors
+@gpu
+def example_answer(message: dict) -> Messages:
+    """An example question about its attached image, answered by the default combination (cached by Gradio)."""
+    steps = _answer([], message.get("text") or "", list(message.get("files") or []), DEFAULT.encoder,
+                    DEFAULT.adapter, DEFAULT.llm, DEFAULT_SETTINGS, None)
+    return list(steps)[-1][0]
 
 
 def _busy() -> tuple[Any, Any, Any]:

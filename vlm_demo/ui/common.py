@@ -45,9 +45,16 @@ try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
 
     gpu: Callable = spaces.GPU
 except ImportError:  # pragma: no cover - spaces is in requirements.txt
+    spaces = None
 
     def gpu(function: Callable) -> Callable:
         return function
+
+
+def gpu_for(seconds: Callable[..., int]) -> Callable[[Callable], Callable]:
+    """`@spaces.GPU` whose time slot `seconds(*args, **kwargs)` sizes from the call's own arguments (ZeroGPU's
+    default of 60 s is too short for some calls and wastes quota on others); a no-op where spaces is missing."""
+    return spaces.GPU(duration=seconds) if spaces is not None else gpu
 
 
 def _raw_upload(payload: Any) -> str | bytes | None:
