@@ -131,7 +131,8 @@ def test_compare_needs_two_to_four_adapters(client):
 
 
 def test_alignment_plot_tables_baseline_and_ablation(client):
-    plot, stats, aggregate, per_token, caption, ablated = client.predict(photo(), api_name="/alignment", **FAST)
+    plot, stats, aggregate, per_token, caption, ablated, grid_map, note = client.predict(photo(), api_name="/alignment",
+                                                                                       **FAST)
     figure = json.loads(plot["plot"])
     names = [trace.get("name", "") for trace in figure["data"]]
     assert any(name.startswith("vocabulary") for name in names) and any("image tokens" in n for n in names)
@@ -139,6 +140,10 @@ def test_alignment_plot_tables_baseline_and_ablation(client):
     assert len(aggregate["data"]) == 10 and len(per_token["data"]) == 49
     assert all(-1 <= row[2] <= 1 for row in aggregate["data"])
     assert caption and ablated and caption != "generating\u2026"
+    heat = next(trace for trace in json.loads(grid_map["plot"])["data"] if trace["type"] == "heatmap")
+    assert len(heat["z"]) == 7 and len(heat["text"][0]) == 7 and "7\u00d77 grid" in note  # mlp: 49 cells
+    cosines = {round(row[3], 3) for row in per_token["data"]}
+    assert {round(value, 3) for row in heat["z"] for value in row} <= cosines
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +223,10 @@ def test_model_cards_are_read_from_checkpoint_folders(tmp_path, monkeypatch):
     assert found[0].parameters == 576 * 1280 + 576 and found[0].readme.startswith("# Linear adapter")
     facts, text, curve = cards.card_parts(folder.name)
     assert "737.86 k" in facts and "license" not in text and curve.endswith("loss-curve.png")
+    (folder / "README.md").write_text("# Linear adapter\n\n![loss curve](loss-curve.png)\n![elsewhere](../x.png)\n")
+    _, text, curve = cards.card_parts(folder.name)
+    assert "![loss curve](data:image/png;base64,iVBOR" in text and "![elsewhere](../x.png)" in text
+    assert curve is None  # shown in the card text, not twice
     assert "trained \u00b7 shipped" in cards.overview_html(found)
 
 
@@ -233,3 +242,11 @@ def test_a_hub_model_without_a_reachable_hub_is_refused_quickly(client, monkeypa
     with pytest.raises(AppError, match="Encoder clip-vit-b16 must be downloaded"):
         client.predict(image=photo(), encoder="clip-vit-b16", api_name="/caption", **FAST)
     assert time.perf_counter() - start < 10
+
+
+def test_a_four_column_compare_gets_a_gpu_slot_sized_for_it():
+    from vlm_demo.ui.compare import gpu_seconds
+
+    four = gpu_seconds(None, "Describe.", ["mlp", "linear", "query", "perceiver"], "e", "l", 256)
+    assert four == int(10 + 4 * (10 + 256 / 20)) and four > 60  # ZeroGPU's default slot would cut it off
+    assert gpu_seconds(None, "Describe.", ["mlp", "linear"], "e", "l", 48) < 60

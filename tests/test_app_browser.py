@@ -179,13 +179,50 @@ def test_a_bad_upload_shows_the_reason(page, tmp_path):
     page.wait_for_function("() => (document.querySelector('#vd-image img') || {}).src?.includes('chelsea')")
 
 
-def test_alignment_plot_renders(page):
-    page.get_by_role("tab", name="Alignment").click()
+def test_example_questions_are_answered_once_then_from_the_cache(page):
+    examples = page.locator("#vd-chat-examples").get_by_role("button")
+    examples.nth(0).click()
+    page.locator("#vd-chatbot .message.user").get_by_text("What animal is this?").wait_for()
+    page.wait_for_function("() => { const bots = document.querySelectorAll('#vd-chatbot .message.bot');"
+                           " return bots.length === 1 && bots[0].innerText.trim().length > 0; }")
+    first = bot_texts(page)
+    assert user_images(page) == 1
+    examples.nth(1).click()
+    page.locator("#vd-chatbot .message.user").get_by_text("What is in the cup?").wait_for()
+    page.wait_for_function("() => document.querySelectorAll('#vd-chatbot .message.bot').length === 1 &&"
+                           " document.querySelector('#vd-chatbot .message.bot').innerText.trim().length > 0")
+    start = time.perf_counter()
+    examples.nth(0).click()
+    page.locator("#vd-chatbot .message.user").get_by_text("What animal is this?").wait_for()
+    page.wait_for_function("t => document.querySelector('#vd-chatbot .message.bot')?.innerText.trim() === t",
+                           arg=first[0])
+    assert time.perf_counter() - start < 3  # from the cache: no generation this time
+
+
+def analyse(page, first: str = "#vd-pca .js-plotly-plot .scatterlayer") -> None:
+    """Press Analyse; wait for `first` (shown with the tokens), then for the ablation captions that follow."""
     page.click("#vd-analyse")
-    page.wait_for_selector("#vd-pca .js-plotly-plot .scatterlayer")
+    page.wait_for_selector(first)
     page.locator("#vd-align-stats").get_by_text("Random baseline").wait_for()
     page.wait_for_function("() => { const t = document.querySelector('#vd-abl-nearest textarea');"
                            " return t && t.value && !t.value.startsWith('generating'); }", timeout=TIMEOUT_MS)
+
+
+def test_alignment_plot_and_token_map_render(page):
+    settings(page, 8, 0, 0.9)  # short ablation captions: this test is about the figures
+    page.get_by_role("tab", name="Alignment").click()
+    analyse(page)  # the query adapter, left picked by the chat tests: a resampler has no map, and says why
+    assert "No token map: the query adapter is a resampler" in page.locator("#vd-token-map-note").inner_text()
+    assert not page.locator("#vd-token-map").is_visible()
+    pick(page, "#vd-adapter", "mlp")
+    page.locator("#vd-status-box").get_by_text("49 image tokens").wait_for()
+    analyse(page, "#vd-token-map .js-plotly-plot .heatmaplayer")
+    assert page.locator("#vd-token-map svg image").count() >= 2  # the heatmap and the photo under it
+    assert "7\u00d77 grid" in page.locator("#vd-token-map-note").inner_text()
+    page.locator("#vd-token-map .nsewdrag").first.hover(position={"x": 60, "y": 60})
+    hover = page.locator("#vd-token-map .hoverlayer .hovertext")
+    hover.wait_for()
+    assert "token 0" in hover.text_content() and hover.locator("tspan.line").count() >= 6  # top five words
     page.locator("#vd-agg-table").scroll_into_view_if_needed()
     page.wait_for_function("() => (document.querySelector('#vd-agg-table').innerText.match(/-?0\\.\\d+/g) || [])"
                            ".length >= 10")  # ten cosines (the grid is virtualised: rows are not all <tr>)
@@ -211,6 +248,22 @@ def test_models_tab_lists_the_combinations(page):
     assert table.locator("tbody tr").count() >= 8
     page.wait_for_timeout(500)
     shot(page, "models")
+
+
+def test_every_model_card_shows_its_loss_curve(page):
+    from vlm_demo.ui.cards import shipped_cards
+
+    page.get_by_role("tab", name="Models").click()
+    names = [card.name for card in shipped_cards() if card.loss_curve]
+    assert names
+    for name in names:
+        pick(page, "#vd-card-picker", name)
+        page.wait_for_function("() => { const img = document.querySelector('#vd-card-text img');"
+                               " return img && img.complete && img.naturalWidth > 100; }")  # decoded, not broken
+        assert page.locator("#vd-card-text img").count() == 1 and not page.locator("#vd-loss-curve").is_visible()
+    page.locator("#vd-card-text img").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    shot(page, "model-card")
 
 
 def test_screenshots_are_kept():
