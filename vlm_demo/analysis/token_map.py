@@ -58,12 +58,17 @@ def grid_of(vlm) -> Grid:
                       getattr(config, "grid_size", None))
 
 
+def short(label: str, most: int = 8) -> str:
+    """A word that fits its cell; the hover shows it whole."""
+    return label if len(label) <= most else label[:most - 1] + "\u2026"
+
+
 def figure(image: Image.Image, table: NeighborTable, side: int, title: str = "", size: int = 560) -> go.Figure:
     """The image (resized to the encoder's square input) with a side x side grid over it; each cell shows its
     token's nearest word, shaded by the cosine; hovering a cell lists the top five words."""
     rows = table.per_token[:side * side]
     cosine = np.array([row[0].cosine for row in rows]).reshape(side, side)
-    words = np.array([html.escape(row[0].label) for row in rows], dtype=object).reshape(side, side)
+    words = np.array([html.escape(short(row[0].label)) for row in rows], dtype=object).reshape(side, side)
     hover = np.array([f"token {i} (row {i // side + 1}, column {i % side + 1})<br>" +
                       "<br>".join(f"{html.escape(n.label)}  {n.cosine:.3f}" for n in row[:TOP_HOVER])
                       for i, row in enumerate(rows)], dtype=object).reshape(side, side)
