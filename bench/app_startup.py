@@ -90,7 +90,8 @@ def main() -> None:
             client.predict(DEFAULT[0], adapter, DEFAULT[2], api_name="/load_combination")
             switches.append(time.perf_counter() - begin)
 
-        client.predict(image, "What is in the picture?", [], *DEFAULT, 24, 0.0, 0.9, 0, api_name="/chat")
+        client.predict(image, {"text": "What is in the picture?", "files": []}, [], *DEFAULT, 24, 0.0, 0.9, 0,
+                       api_name="/chat")
         client.predict(image, "the vocabulary", *DEFAULT, 16, 0.0, 0.9, 0, api_name="/alignment")
         memory = peak_rss_gb(server.pid)
     finally:

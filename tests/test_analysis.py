@@ -251,3 +251,28 @@ def test_user_errors_exit_2_with_one_line(argv, photo, tmp_path, monkeypatch, ca
     assert main([arg.format(bad=bad, photo=photo) for arg in argv]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ")
+
+
+def test_token_map_only_for_adapters_whose_tokens_come_from_grid_cells():
+    from vlm_demo.analysis.token_map import token_grid
+
+    assert token_grid("mlp", 49, 49).side == 7
+    assert token_grid("mlp", 49, 59).note == "the 10 label tokens after the grid are not shown"
+    assert token_grid("multistage", None, 16, grid_size=4).side == 4
+    assert token_grid("mlp", 50, 50).side is None  # not a square grid
+    for kind in ("query", "perceiver"):
+        grid = token_grid(kind, 49, 32)
+        assert grid.side is None and "resampler" in grid.reason
+
+
+def test_token_map_cells_hold_short_words_and_the_hover_the_top_five():
+    from PIL import Image
+
+    from vlm_demo.analysis.neighbors import Neighbor, NeighborTable
+    from vlm_demo.analysis.token_map import figure
+
+    rows = [[Neighbor(i, f"word{i}", "CHANTABILITY" if i == 0 else f"w{i}-{j}", 0.5 - j / 10) for j in range(6)]
+            for i in range(4)]
+    heat = figure(Image.new("RGB", (30, 20)), NeighborTable(rows, [], [1.0] * 4), 2).data[0]
+    assert heat.text[0][0] == "CHANTAB\u2026" and heat.text[1][1] == "w3-0"
+    assert heat.customdata[0][1].count("<br>") == 5 and "w1-4" in heat.customdata[0][1]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import PHOTO, serve_app
+from app_helpers import EXAMPLES, PHOTO, serve_app
 from PIL import Image
 
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO
@@ -38,24 +39,76 @@ def test_caption_endpoint(client):
     assert isinstance(result["adapter_trained"], bool)
 
 
+def returned(history):
+    """A conversation the client received, ready to send back: its image files are uploaded again."""
+    from gradio_client import handle_file
+
+    for message in history:
+        for part in message["content"]:
+            if part.get("type") == "file":
+                part["file"] = handle_file(part["file"])
+    return history
+
+
+def texts(message):
+    return "".join(part.get("text", "") for part in message["content"])
+
+
 def test_chat_streams_and_keeps_the_conversation(client):
-    job = client.submit(photo(), "What is in the picture?", [], api_name="/chat", **FAST)
+    job = client.submit(photo(), {"text": "What is in the picture?", "files": []}, [], api_name="/chat", **FAST)
     history, message, status = job.result()
     assert len(job.outputs()) > 2  # streamed: the empty answer first, then pieces
-    assert [m["role"] for m in history] == ["user", "assistant"] and message == ""
-    assert history[1]["content"][0]["text"].strip()
+    assert [m["role"] for m in history] == ["user", "assistant"] and message["text"] == ""
+    assert history[0]["content"][0]["type"] == "file" and history[0]["content"][0]["file"].endswith("chelsea.jpg")
+    assert texts(history[1]).strip()
     assert "adapter" in status.lower() and ("Untrained" in status or "Trained" in status)
-    history, _, _ = client.predict(photo(), "And what colour is it?", history, api_name="/chat", **FAST)
+    history, _, _ = client.predict(photo(), {"text": "And what colour is it?", "files": []}, returned(history),
+                                   api_name="/chat", **FAST)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
-    again, _ = client.predict(photo(), history, api_name="/regenerate", **FAST)
-    assert len(again) == 4 and again[2]["content"][0]["text"] == "And what colour is it?"
+    assert [part["type"] for part in history[2]["content"]] == ["text"]  # the image is sent once, at the start
+    again, _ = client.predict(returned(history), api_name="/regenerate", **FAST)
+    assert len(again) == 4 and texts(again[2]) == "And what colour is it?"
+
+
+def test_a_second_image_joins_the_conversation(client):
+    from gradio_client import handle_file
+
+    first, _ = client.predict(photo(), [], api_name="/describe", **FAST)
+    shape = handle_file(str(EXAMPLES / "shapes-test-7-orange-circle.png"))
+    history, _, status = client.predict(photo(), {"text": "And this one?", "files": [shape]}, returned(first),
+                                        api_name="/chat", **FAST)
+    files = [part["file"] for m in history for part in m["content"] if part["type"] == "file"]
+    assert [Path(f).name for f in files] == ["chelsea.jpg", "shapes-test-7-orange-circle.png"]
+    assert texts(history[-1]).strip() and "up to 4 images per conversation" in status
 
 
 def test_describe_then_regenerate_with_the_same_seed_repeats(client):
     first, _ = client.predict(photo(), [], api_name="/describe", **FAST)
-    second, _ = client.predict(photo(), first, api_name="/regenerate", **FAST)
-    assert first[0]["content"][0]["text"] == "Describe this image."
-    assert second[-1]["content"] == first[-1]["content"]
+    second, _ = client.predict(returned(first), api_name="/regenerate", **FAST)
+    assert texts(first[0]) == "Describe this image."
+    assert texts(second[-1]) == texts(first[-1])
+
+
+def test_caption_batch_captions_each_image_in_order(client):
+    from gradio_client import handle_file
+
+    shapes = sorted(EXAMPLES.glob("shapes-test-*.png"))[:2]
+    result = client.predict([photo(), *(handle_file(str(path)) for path in shapes)], api_name="/caption_batch",
+                            **FAST)
+    captions = result["captions"]
+    assert len(captions) == 3 and all(c["caption"].strip() for c in captions)
+    one = client.predict(image=handle_file(str(shapes[0])), api_name="/caption", **FAST)
+    assert captions[1]["caption"] == one["caption"]  # greedy: the batch answers as one call would
+    assert {c["combination"] for c in captions} == {COMBOS[DEFAULT_COMBO].name}
+
+
+def test_caption_batch_refuses_an_empty_or_oversized_batch(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="at least one image"):
+        client.predict([], api_name="/caption_batch", **FAST)
+    with pytest.raises(AppError, match="more than one call takes"):
+        client.predict([photo()] * 9, api_name="/caption_batch", **FAST)
 
 
 def test_compare_three_adapters_same_seed(client):
@@ -78,7 +131,8 @@ def test_compare_needs_two_to_four_adapters(client):
 
 
 def test_alignment_plot_tables_baseline_and_ablation(client):
-    plot, stats, aggregate, per_token, caption, ablated = client.predict(photo(), api_name="/alignment", **FAST)
+    plot, stats, aggregate, per_token, caption, ablated, grid_map, note = client.predict(photo(), api_name="/alignment",
+                                                                                       **FAST)
     figure = json.loads(plot["plot"])
     names = [trace.get("name", "") for trace in figure["data"]]
     assert any(name.startswith("vocabulary") for name in names) and any("image tokens" in n for n in names)
@@ -86,6 +140,10 @@ def test_alignment_plot_tables_baseline_and_ablation(client):
     assert len(aggregate["data"]) == 10 and len(per_token["data"]) == 49
     assert all(-1 <= row[2] <= 1 for row in aggregate["data"])
     assert caption and ablated and caption != "generating\u2026"
+    heat = next(trace for trace in json.loads(grid_map["plot"])["data"] if trace["type"] == "heatmap")
+    assert len(heat["z"]) == 7 and len(heat["text"][0]) == 7 and "7\u00d77 grid" in note  # mlp: 49 cells
+    cosines = {round(row[3], 3) for row in per_token["data"]}
+    assert {round(value, 3) for row in heat["z"] for value in row} <= cosines
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +163,8 @@ def test_bad_upload_returns_a_clear_error_and_the_server_keeps_serving(client, b
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match=f"This upload cannot be used: .*{reason}"):
-        client.predict(handle_file(str(bad_files / name)), "Describe.", [], api_name="/chat", **FAST)
+        client.predict(handle_file(str(bad_files / name)), {"text": "Describe.", "files": []}, [], api_name="/chat",
+                       **FAST)
     with pytest.raises(AppError, match="This upload cannot be used"):
         client.predict(image=handle_file(str(bad_files / name)), api_name="/caption", **FAST)
     assert client.predict(image=photo(), api_name="/caption", **FAST)["caption"]
@@ -140,7 +199,7 @@ def test_missing_image_and_bad_settings(client):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match="Upload an image"):
-        client.predict(None, "Hello", [], api_name="/chat", **FAST)
+        client.predict(None, {"text": "Hello", "files": []}, [], api_name="/chat", **FAST)
     with pytest.raises(AppError, match="Max new tokens"):
         client.predict(image=photo(), max_new_tokens=100_000, api_name="/caption")
 
@@ -164,6 +223,10 @@ def test_model_cards_are_read_from_checkpoint_folders(tmp_path, monkeypatch):
     assert found[0].parameters == 576 * 1280 + 576 and found[0].readme.startswith("# Linear adapter")
     facts, text, curve = cards.card_parts(folder.name)
     assert "737.86 k" in facts and "license" not in text and curve.endswith("loss-curve.png")
+    (folder / "README.md").write_text("# Linear adapter\n\n![loss curve](loss-curve.png)\n![elsewhere](../x.png)\n")
+    _, text, curve = cards.card_parts(folder.name)
+    assert "![loss curve](data:image/png;base64,iVBOR" in text and "![elsewhere](../x.png)" in text
+    assert curve is None  # shown in the card text, not twice
     assert "trained \u00b7 shipped" in cards.overview_html(found)
 
 
@@ -179,3 +242,11 @@ def test_a_hub_model_without_a_reachable_hub_is_refused_quickly(client, monkeypa
     with pytest.raises(AppError, match="Encoder clip-vit-b16 must be downloaded"):
         client.predict(image=photo(), encoder="clip-vit-b16", api_name="/caption", **FAST)
     assert time.perf_counter() - start < 10
+
+
+def test_a_four_column_compare_gets_a_gpu_slot_sized_for_it():
+    from vlm_demo.ui.compare import gpu_seconds
+
+    four = gpu_seconds(None, "Describe.", ["mlp", "linear", "query", "perceiver"], "e", "l", 256)
+    assert four == int(10 + 4 * (10 + 256 / 20)) and four > 60  # ZeroGPU's default slot would cut it off
+    assert gpu_seconds(None, "Describe.", ["mlp", "linear"], "e", "l", 48) < 60

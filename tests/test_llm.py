@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings
@@ -45,6 +46,49 @@ def test_targets_are_the_only_labelled_tokens(tiny_llm):
     labelled = inputs.labels[0][inputs.labels[0] != -100].tolist()
     expected = tiny_llm.tokenizer("a red circle .<|im_end|>", add_special_tokens=False)["input_ids"]
     assert labelled == expected
+
+
+def test_several_images_land_at_their_turns_in_order(tiny_llm):
+    from vlm_demo.pipeline import build_prompt
+
+    prompt = build_prompt(tiny_llm, "what colour is the circle ?", [("describe this image", "a red circle .")],
+                          images_per_turn=[1, 1])
+    assert prompt.count(IMAGE_PLACEHOLDER) == 2
+    assert prompt.index(IMAGE_PLACEHOLDER, prompt.index("a red circle")) > prompt.index("a red circle")
+    images = torch.randn(2, 3, 32)
+    inputs = tiny_llm.splice([prompt], [images])
+    (a, b), (c, d) = inputs.image_spans[0]
+    assert b <= c and torch.equal(inputs.inputs_embeds[0, a:b], images[0])
+    assert torch.equal(inputs.inputs_embeds[0, c:d], images[1])
+    with pytest.raises(ValueError, match="2 image placeholders, expected 1"):
+        tiny_llm.splice([prompt], [images[:1]])
+
+
+def test_how_many_images_a_conversation_takes_follows_the_token_budget():
+    from vlm_demo.pipeline import IMAGE_TOKEN_BUDGET, MAX_IMAGES, images_allowed
+
+    assert images_allowed(1) == images_allowed(49) == MAX_IMAGES
+    assert images_allowed(196) == IMAGE_TOKEN_BUDGET // 196 == 2
+    assert images_allowed(256) == images_allowed(10_000) == 1
+
+
+def test_a_cancelled_generation_stops_between_decoder_layers_not_after_the_token(tiny_llm):
+    from vlm_demo.llms.generation import GenerationCancelled
+
+    first, second = tiny_llm.model.model.layers[:2]
+    stopped, second_ran = [], []
+    hooks = [first.register_forward_pre_hook(lambda module, args: stopped.append(True)),  # Stop during token one
+             second.register_forward_pre_hook(lambda module, args: second_ran.append(True))]
+    try:
+        with pytest.raises(GenerationCancelled):
+            tiny_llm.generate(tiny_llm.splice([_prompt(tiny_llm)], torch.randn(1, 3, 32)),
+                              GenerationSettings(max_new_tokens=5), cancelled=lambda: bool(stopped))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert stopped and not second_ran
+    assert tiny_llm.generate(tiny_llm.splice([_prompt(tiny_llm)], torch.randn(1, 3, 32)),
+                             GenerationSettings(max_new_tokens=2))  # later generations are not affected
 
 
 def test_wrong_number_of_placeholders_is_an_error(tiny_llm):

@@ -28,6 +28,8 @@ from vlm_demo.sources import default_device
 DEFAULT_PROMPT = "Describe this image."
 MAX_MESSAGE_CHARS = 2_000  # one question or prompt
 MAX_CONVERSATION_CHARS = 8_000  # the earlier turns and the new message together (about 2,000 tokens)
+MAX_IMAGES = 4  # images in one conversation, at most
+IMAGE_TOKEN_BUDGET = 400  # image tokens in one conversation, at most: more images only while they fit
 
 
 class PromptTooLong(ValueError):
@@ -44,14 +46,24 @@ def check_prompt(message: str, history: list[tuple[str, str]] | None = None) -> 
                             f"{MAX_CONVERSATION_CHARS:,}: clear it to start a new one")
 
 
-def build_prompt(llm: LanguageModel, question: str, history: list[tuple[str, str]] | None = None) -> str:
-    """Chat text with the image placeholder in the first user turn (used for inference and training alike)."""
+def images_allowed(tokens_per_image: int) -> int:
+    """How many images one conversation can hold when each costs `tokens_per_image` image tokens (at least one)."""
+    return max(1, min(MAX_IMAGES, IMAGE_TOKEN_BUDGET // max(1, tokens_per_image)))
+
+
+def build_prompt(llm: LanguageModel, question: str, history: list[tuple[str, str]] | None = None,
+                 images_per_turn: list[int] | None = None) -> str:
+    """Chat text with image placeholders at the start of user turns (used for inference and training alike):
+    `images_per_turn` counts them for each turn, the new question last; by default one image, in the first turn."""
     question = question.replace(IMAGE_PLACEHOLDER, "").strip() or DEFAULT_PROMPT
     turns = list(history or []) + [(question, None)]
+    counts = list(images_per_turn) if images_per_turn is not None else [1] + [0] * (len(turns) - 1)
+    if len(counts) != len(turns):
+        raise ValueError(f"{len(counts)} image counts for {len(turns)} user turns")
     messages = []
-    for index, (user, assistant) in enumerate(turns):
+    for (user, assistant), count in zip(turns, counts):
         user = user.replace(IMAGE_PLACEHOLDER, "")
-        messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n{user}" if index == 0 else user})
+        messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}\n" * count + user})
         if assistant is not None:
             messages.append({"role": "assistant", "content": assistant})
     return llm.chat_text(messages)
@@ -127,8 +139,14 @@ class VisionLanguageModel:
         features = self.features(images).to(self.llm.device)
         return self.adapter.to(self.llm.device)(features).to(self.llm.dtype)
 
-    def prompt_text(self, question: str, history: list[tuple[str, str]] | None = None) -> str:
-        return build_prompt(self.llm, question, history)
+    def prompt_text(self, question: str, history: list[tuple[str, str]] | None = None,
+                    images_per_turn: list[int] | None = None) -> str:
+        return build_prompt(self.llm, question, history, images_per_turn)
+
+    @property
+    def max_images(self) -> int:
+        """Images one conversation with this combination can hold (see `images_allowed`)."""
+        return images_allowed(self.adapter.num_output_tokens)
 
     def prepare(self, images: list[Image.Image], questions: list[str],
                 image_tokens: torch.Tensor | None = None) -> SplicedInputs:
@@ -148,12 +166,18 @@ class VisionLanguageModel:
         """One answer per image, generated as one left-padded batch (cut short once `cancelled()` is true)."""
         return self.generate(self.prepare(images, [prompt] * len(images)), settings, cancelled)
 
-    def chat(self, image: Image.Image, message: str, history: list[tuple[str, str]] | None = None,
-             settings: GenerationSettings | None = None, cancelled: Cancelled | None = None) -> Iterator[str]:
-        """Stream the answer to `message` about `image`, given earlier (user, assistant) turns; closing the iterator
-        or `cancelled()` turning true stops the generation."""
+    def chat(self, image: Image.Image | list[Image.Image], message: str, history: list[tuple[str, str]] | None = None,
+             settings: GenerationSettings | None = None, cancelled: Cancelled | None = None,
+             images_per_turn: list[int] | None = None) -> Iterator[str]:
+        """Stream the answer to `message` about `image` (or several images, placed at the user turns
+        `images_per_turn` counts), given earlier (user, assistant) turns; closing the iterator or `cancelled()`
+        turning true stops the generation."""
         check_prompt(message, history)
-        tokens = self.image_tokens([image])
+        images = image if isinstance(image, list) else [image]
+        if len(images) > self.max_images:
+            raise ValueError(f"{len(images)} images are more than this combination takes in one conversation "
+                             f"({self.max_images})")
+        tokens = self.image_tokens(images)
         with torch.inference_mode():
-            inputs = self.llm.splice([self.prompt_text(message, history)], tokens)
+            inputs = self.llm.splice([self.prompt_text(message, history, images_per_turn)], [tokens])
         yield from self.llm.stream(inputs, settings, lora=self.lora, cancelled=cancelled)

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
-from vlm_demo.llms.generation import Cancelled, GenerationCancelled, GenerationSettings, LoraGate
+from vlm_demo.llms.generation import (
+    Cancelled,
+    GenerationCancelled,
+    GenerationSettings,
+    LoraGate,
+    interruptible,
+    stop_between_layers,
+)
 
 __all__ = ["IMAGE_PLACEHOLDER", "GenerationSettings", "LanguageModel", "LoraGate", "SplicedInputs"]
 
@@ -48,6 +55,7 @@ class LanguageModel:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._lora_gate = LoraGate(self._activate_lora)
+        stop_between_layers(self.model)
 
     @property
     def loras(self) -> list[str]:
@@ -112,21 +120,24 @@ class LanguageModel:
     def splice(
         self,
         prompts: list[str],
-        image_embeds: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | list[torch.Tensor] | None = None,
         targets: list[str] | None = None,
         padding_side: str = "left",
     ) -> SplicedInputs:
         """Embed each prompt text, putting one image's tokens where each IMAGE_PLACEHOLDER was.
 
-        `image_embeds` is [B, T, H] (one image per prompt) or None for text only. With `targets`,
-        each target text (plus end-of-turn) is appended and becomes the only labelled part.
+        `image_embeds` is [B, T, H] (one image per prompt), a list with one [N, T, H] per prompt (its N images, in
+        placeholder order) or None for text only. With `targets`, each target text (plus end-of-turn) is appended
+        and becomes the only labelled part.
         """
         embed = self.model.get_input_embeddings()
         end_of_turn = self.tokenizer.eos_token or ""
         rows, label_rows, spans = [], [], []
         for index, prompt in enumerate(prompts):
             pieces = prompt.split(IMAGE_PLACEHOLDER)
-            wanted = 0 if image_embeds is None else 1
+            images = None if image_embeds is None else (
+                image_embeds[index] if isinstance(image_embeds, list) else image_embeds[index:index + 1])
+            wanted = 0 if images is None else images.shape[0]
             if len(pieces) - 1 != wanted:
                 raise ValueError(f"prompt {index} has {len(pieces) - 1} image placeholders, expected {wanted}")
             parts, labels, sample_spans, length = [], [], [], 0
@@ -136,7 +147,7 @@ class LanguageModel:
                 labels.append(torch.full((len(ids),), -100, dtype=torch.long, device=self.device))
                 length += len(ids)
                 if number < len(pieces) - 1:
-                    image = image_embeds[index].to(self.dtype)
+                    image = images[number].to(self.dtype)
                     parts.append(image)
                     labels.append(torch.full((image.shape[0],), -100, dtype=torch.long, device=self.device))
                     sample_spans.append((length, length + image.shape[0]))
@@ -172,7 +183,7 @@ class LanguageModel:
         """Generate one answer per row of a left-padded batch, with the named LoRA adapter or none; stops early once
         `cancelled()` is true."""
         settings = settings or GenerationSettings()
-        with self._lora_gate.using(lora, cancelled):
+        with self._lora_gate.using(lora, cancelled), interruptible(cancelled):
             output = self.model.generate(
                 inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
                 pad_token_id=self.tokenizer.pad_token_id, **settings.generate_kwargs(cancelled),
@@ -195,7 +206,7 @@ class LanguageModel:
 
         def run() -> None:
             try:
-                with torch.inference_mode(), self._lora_gate.using(lora, stop):
+                with torch.inference_mode(), self._lora_gate.using(lora, stop), interruptible(stop):
                     self.model.generate(
                         inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
                         pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **settings.generate_kwargs(stop),

@@ -24,7 +24,7 @@ Cancelled = Callable[[], bool]  # True once nobody waits for the answer any more
 
 
 class GenerationCancelled(RuntimeError):
-    """The request went away before its generation started."""
+    """The request went away before or while its answer was generated."""
 
 
 @dataclass
@@ -91,6 +91,35 @@ class StopWhen(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), bool(self.cancelled()), dtype=torch.bool, device=input_ids.device)
+
+
+_current = threading.local()  # the stop check of the generation running in this thread
+
+
+def _stop_between_layers(module: torch.nn.Module, args: object) -> None:
+    check = getattr(_current, "cancelled", None)
+    if check is not None and check():
+        raise GenerationCancelled("the request went away during a token")
+
+
+def stop_between_layers(model: torch.nn.Module) -> None:
+    """Let a generation stop between two decoder layers, not only between tokens: on a busy CPU one token can take
+    seconds. Generations opt in with `interruptible`; others are not affected."""
+    layers = [layer for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)
+              and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks") for layer in module]
+    for layer in layers or [model.get_input_embeddings()]:
+        layer.register_forward_pre_hook(_stop_between_layers)
+
+
+@contextmanager
+def interruptible(cancelled: Cancelled | None) -> Iterator[None]:
+    """Within this block, this thread's forward passes end with GenerationCancelled once `cancelled()` is true."""
+    previous = getattr(_current, "cancelled", None)
+    _current.cancelled = cancelled
+    try:
+        yield
+    finally:
+        _current.cancelled = previous
 
 
 class LoraGate:

@@ -9,7 +9,7 @@ import gradio as gr
 import torch
 
 from vlm_demo import analysis
-from vlm_demo.analysis import figures
+from vlm_demo.analysis import figures, token_map
 from vlm_demo.pipeline import DEFAULT_PROMPT
 from vlm_demo.ui.common import gpu, load_image, load_vlm, resolve_combo, settings_from, user_errors
 from vlm_demo.ui.sidebar import Controls
@@ -82,11 +82,25 @@ def analyse(image: Any, fit: str, encoder: str, adapter: str, llm: str, max_new_
     aggregate, per_token = tables(table)
     progress(0.5, desc="Projecting onto the vocabulary's principal components\u2026")
     figure = figure_for(vlm, tokens, None, fit_on)
+    grid_map, grid_note = map_parts(vlm, picture, table)
     waiting = "generating\u2026"
-    yield figure, stats, aggregate, per_token, waiting, waiting
+    yield figure, stats, aggregate, per_token, waiting, waiting, grid_map, grid_note
     ablation = analysis.nearest_token_ablation(vlm, [picture], DEFAULT_PROMPT, options)[0]
     yield (figure_for(vlm, tokens, ablation.caption, fit_on), stats, aggregate, per_token,
-           ablation.caption or "(empty)", ablation.ablated or "(empty)")
+           ablation.caption or "(empty)", ablation.ablated or "(empty)", grid_map, grid_note)
+
+
+def map_parts(vlm: Any, picture: Any, table: analysis.NeighborTable) -> tuple[Any, str]:
+    """The token map and a line about it, or no map and why this adapter has none."""
+    grid = token_map.grid_of(vlm)
+    if grid.side is None:
+        return gr.update(value=None, visible=False), f'<div class="vd-note">No token map: {grid.reason}.</div>'
+    cells = grid.side * grid.side
+    title = f"Each of the {cells} cells: its image token's nearest vocabulary word (shade: cosine)"
+    note = (f'<div class="vd-note">The encoder sees the image as a {grid.side}\u00d7{grid.side} grid (shown over the '
+            f'image resized to its square input); hover a cell for its top five words'
+            + (f"; {grid.note}" if grid.note else "") + ".</div>")
+    return gr.update(value=token_map.figure(picture, table, grid.side, title), visible=True), note
 
 
 def build(controls: Controls) -> None:
@@ -100,6 +114,8 @@ def build(controls: Controls) -> None:
         run = gr.Button("Analyse the image", variant="primary", scale=1, min_width=150, elem_id="vd-analyse")
     stats = gr.HTML('<div class="vd-empty">Press <b>Analyse the image</b> to measure the current image and adapter.'
                     '</div>', elem_id="vd-align-stats")
+    grid_note = gr.HTML(elem_id="vd-token-map-note")
+    grid_map = gr.Plot(label="Token map", elem_id="vd-token-map", visible=False)
     plot = gr.Plot(label="Image tokens against the vocabulary (PCA)", elem_id="vd-pca")
     with gr.Row():
         caption = gr.Textbox(label="Caption with the image tokens", lines=2, interactive=False, elem_id="vd-abl-real")
@@ -112,6 +128,6 @@ def build(controls: Controls) -> None:
                              interactive=False, elem_id="vd-token-table", max_height=460,
                              column_widths=["12%", "10%", "18%", "12%", "48%"])
     run.click(analyse, [controls.image, fit, *controls.combination, *controls.settings],
-              [plot, stats, aggregate, per_token, caption, ablated], api_name="alignment",
+              [plot, stats, aggregate, per_token, caption, ablated, grid_map, grid_note], api_name="alignment",
               concurrency_id="generate", concurrency_limit=2)
 

@@ -3,6 +3,7 @@ adapters pushed to the hub, fetched and loaded by id."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -22,6 +23,7 @@ from vlm_demo.ui.status import human_count
 
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "loss_curve.png")  # the first two are required
 
+PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 NO_CARDS = ("### No trained adapters ship yet\nEvery combination currently runs with a **randomly initialised "
             "adapter**, so its answers are not meaningful. Trained checkpoints appear here (and in the pickers) as "
@@ -125,14 +127,33 @@ def facts_html(card: Card) -> str:
     return f'<div class="vd-facts vd-small">{cells}</div>'
 
 
+def inline_pictures(readme: str, folder: Path) -> tuple[str, set[str]]:
+    """The card text with its pictures from the checkpoint folder (`![...](loss_curve.png)`) inlined as data URLs, so
+    they render wherever the card is shown; and the names of the pictures inlined."""
+    inlined: set[str] = set()
+
+    def inline(match: re.Match) -> str:
+        name = match.group(2).strip()
+        path = folder / name
+        if "/" in name or "\\" in name or path.suffix.lower() != ".png" or not path.is_file():
+            return match.group(0)
+        inlined.add(name)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return PICTURE.sub(inline, readme), inlined
+
+
 def card_parts(name: str | None) -> tuple[str, str, str | None]:
-    """Facts, card text and loss-curve path of the chosen checkpoint."""
+    """Facts, card text and loss-curve path of the chosen checkpoint (no path when the card text shows the curve)."""
     cards = {card.name: card for card in shipped_cards()}
     card = cards.get(name or "")
     if card is None:
         return "", NO_CARDS if not cards else "Pick a checkpoint above.", None
-    readme = card.readme or "_This checkpoint has no README.md model card._"
-    return facts_html(card), readme, str(card.loss_curve) if card.loss_curve else None
+    readme, inlined = inline_pictures(card.readme, card.folder)
+    readme = readme or "_This checkpoint has no README.md model card._"
+    curve = card.loss_curve if card.loss_curve and card.loss_curve.name not in inlined else None
+    return facts_html(card), readme, str(curve) if curve else None
 
 
 def show(name: str | None) -> tuple[str, str, Any]:
@@ -191,8 +212,10 @@ def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
         card = hub_card(repo_id)
     except HubCardError as error:
         return "", "", gr.update(value=None, visible=False), f"⚠ {error}"
-    facts, text = facts_html(card), card.readme or "_This adapter has no README.md model card._"
-    curve = gr.update(value=str(card.loss_curve) if card.loss_curve else None, visible=card.loss_curve is not None)
+    text, inlined = inline_pictures(card.readme, card.folder)
+    facts, text = facts_html(card), text or "_This adapter has no README.md model card._"
+    shown = card.loss_curve if card.loss_curve and card.loss_curve.name not in inlined else None
+    curve = gr.update(value=str(shown) if shown else None, visible=shown is not None)
     try:
         vlm = get_cache().vlm(hub_combo(card))
     except (HubCardError, LoadError) as error:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import base64
 import ctypes
 import functools
+import hashlib
 import inspect
+import io
 import logging
+import os
 import sys
+import tempfile
+import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,8 @@ from vlm_demo.sources import hub_cached
 from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
+_STOPS: dict[str, weakref.WeakSet] = {}  # page session -> stop flags of its running generations
+_STOPS_LOCK = threading.Lock()
 DEFAULT = COMBOS[DEFAULT_COMBO]
 DEFAULT_SETTINGS = GenerationSettings()
 MAX_NEW_TOKENS = 256
@@ -37,9 +45,16 @@ try:  # ZeroGPU on Hugging Face Spaces; a no-op decorator everywhere else
 
     gpu: Callable = spaces.GPU
 except ImportError:  # pragma: no cover - spaces is in requirements.txt
+    spaces = None
 
     def gpu(function: Callable) -> Callable:
         return function
+
+
+def gpu_for(seconds: Callable[..., int]) -> Callable[[Callable], Callable]:
+    """`@spaces.GPU` whose time slot `seconds(*args, **kwargs)` sizes from the call's own arguments (ZeroGPU's
+    default of 60 s is too short for some calls and wastes quota on others); a no-op where spaces is missing."""
+    return spaces.GPU(duration=seconds) if spaces is not None else gpu
 
 
 def _raw_upload(payload: Any) -> str | bytes | None:
@@ -137,8 +152,15 @@ def request_gone() -> Callable[[], bool]:
     if queue is None or event_id is None:
         return lambda: False
     seen: list[bool] = []
+    stopped = threading.Event()
+    session = getattr(LocalContext.request.get(None), "session_hash", None)
+    if session:
+        with _STOPS_LOCK:
+            _STOPS.setdefault(session, weakref.WeakSet()).add(stopped)
 
     def gone() -> bool:
+        if stopped.is_set():
+            return True
         try:
             for jobs in list(queue.active_jobs):
                 for event in jobs or ():
@@ -150,6 +172,15 @@ def request_gone() -> Callable[[], bool]:
         return bool(seen)  # it was running and is no longer: finished or dropped
 
     return gone
+
+
+def stop_generations(request: gr.Request | None) -> None:
+    """The visitor pressed Stop: every generation of their page ends after its current token (Gradio's own cancel
+    frees the event, but a token already being computed and the thread hand-over take a few more)."""
+    session = getattr(request, "session_hash", None)
+    with _STOPS_LOCK:
+        for stopped in list(_STOPS.pop(session, ())):
+            stopped.set()
 
 
 def check_prompt(message: str, history: list[tuple[str, str]] | None = None) -> None:
@@ -236,7 +267,36 @@ def message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
+        if content.get("type") == "file" or "path" in content or "file" in content:
+            return ""
         return str(content.get("text") or content.get("content") or "")
     if isinstance(content, (list, tuple)):
         return "".join(message_text(part) for part in content)
     return ""
+
+
+def message_files(content: Any) -> list[str]:
+    """Paths of the files in a chatbot message's content (Gradio's file parts, in order)."""
+    if isinstance(content, (list, tuple)):
+        return [path for part in content for path in message_files(part)]
+    if isinstance(content, dict):
+        file = content.get("file") if isinstance(content.get("file"), dict) else content
+        path = file.get("path")
+        return [str(path)] if path and (content.get("type") in (None, "file")) else []
+    path = getattr(content, "path", None)
+    return [str(path)] if path else []
+
+
+def stored_upload(value: Any) -> str:
+    """A path for a picked image, so the transcript can show it: a pasted image (bytes) is saved in Gradio's cache."""
+    if isinstance(value, (bytes, bytearray)):
+        load_image(bytes(value))  # refused before anything is written
+        kind = (Image.open(io.BytesIO(value)).format or "png").lower()
+        folder = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "pasted"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{hashlib.sha1(value).hexdigest()[:16]}.{kind}"
+        path.write_bytes(value)
+        return str(path)
+    if isinstance(value, dict):
+        value = value.get("path")
+    return str(getattr(value, "path", value))

@@ -15,7 +15,7 @@ from vlm_demo.pipeline import DEFAULT_PROMPT, MAX_MESSAGE_CHARS
 from vlm_demo.ui.common import (
     DEFAULT,
     check_prompt,
-    gpu,
+    gpu_for,
     load_image,
     load_vlm,
     request_gone,
@@ -90,8 +90,20 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key != "done"}
 
 
+GPU_START_S, GPU_LOAD_S, GPU_TOKENS_PER_S = 10, 10, 20  # ZeroGPU slot: start-up, a column's loading, decoding
+
+
+def gpu_seconds(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str, max_new_tokens: int,
+                *rest: Any, **options: Any) -> int:
+    """A Compare call's ZeroGPU slot: each column may load its adapter (and LLM) and decode up to max new tokens;
+    four columns of 256 tokens take 101 s."""
+    columns = min(max(len(adapters or []), 1), MAX_ADAPTERS)
+    tokens = max_new_tokens if isinstance(max_new_tokens, (int, float)) and max_new_tokens > 0 else 256
+    return int(GPU_START_S + columns * (GPU_LOAD_S + tokens / GPU_TOKENS_PER_S))
+
+
 @user_errors
-@gpu
+@gpu_for(gpu_seconds)
 def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str, max_new_tokens: int,
             temperature: float, top_p: float, seed: int,
             progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, list[dict[str, Any]]]]:  # noqa: B008

@@ -62,7 +62,8 @@ def build() -> Controls:
     """Render the shared column; call inside a gr.Column."""
     examples = example_files()
     first = next((path for path in examples if Path(path).stem == "chelsea"), examples[0] if examples else None)
-    image = upload_image(value=first, label="Image", height=260, sources=["upload", "clipboard"], elem_id="vd-image")
+    image = upload_image(value=first, label="Image", height=260, sources=["upload", "webcam", "clipboard"],
+                         elem_id="vd-image")
     if examples:
         gr.Examples(examples=[[path] for path in examples], inputs=[image], label="Examples \u2014 photos and shapes",
                     examples_per_page=8, elem_id="vd-examples")

@@ -20,6 +20,10 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def images_line(allowed: int) -> str:
+    return "one image per conversation" if allowed == 1 else f"up to {allowed} images per conversation"
+
+
 def status_html(combo: Combo, vlm: VisionLanguageModel | None = None) -> str:
     """The trained/untrained badge and one line about the combination."""
     if combo.trained:
@@ -34,7 +38,7 @@ def status_html(combo: Combo, vlm: VisionLanguageModel | None = None) -> str:
         vlm = _loaded(combo)
     if vlm is not None:
         size = (f"{human_count(vlm.adapter.num_parameters())} adapter parameters \u00b7 "
-                f"{plural(vlm.adapter.num_output_tokens, 'image token')} \u00b7 "
+                f"{plural(vlm.adapter.num_output_tokens, 'image token')} \u00b7 {images_line(vlm.max_images)} \u00b7 "
                 + ("LoRA on the LLM (trained with the adapter) \u00b7 " if vlm.lora else "") + "loaded")
     else:
         size = "loads on first use"

@@ -38,6 +38,7 @@ CSS = """
 .vd-chips { margin-left: auto; display: flex; flex-wrap: wrap; gap: 6px; justify-content: flex-end; max-width: 300px; }
 .vd-chips span { font-size: 12px; background: rgba(255,255,255,0.16); border: 1px solid rgba(255,255,255,0.25);
   border-radius: 999px; padding: 3px 10px; white-space: nowrap; }
+#vd-chatbot .message img { max-height: 160px; width: auto; max-width: 100%; object-fit: contain; }
 .vd-status { padding: 10px 12px; border-radius: 10px; border: 1px solid var(--border-color-primary);
   background: var(--block-background-fill); font-size: 13px; line-height: 1.45; }
 .vd-parts { margin-left: 8px; }
