@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import textwrap
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
@@ -57,7 +58,7 @@ def loss_curve(curves: dict[str, tuple[list[int], list[float]]], target: Path, t
     shown = {stage: curve for stage, curve in curves.items() if curve[0]} or curves
     missing = [stage for stage in curves if stage not in shown]
     if missing:  # stages of an older release, shipped before losses were recorded
-        title += f"\n(no loss record shipped for {', '.join(missing)})"
+        title += "\n" + textwrap.fill(f"(no loss record shipped for {', '.join(missing)})", 50 * len(shown))
     figure, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 3.6), squeeze=False)
     for axis, (stage, (steps, losses)) in zip(axes[0], shown.items()):
         axis.plot(steps, losses, color="#3b6fd4", linewidth=1.8)
@@ -65,7 +66,7 @@ def loss_curve(curves: dict[str, tuple[list[int], list[float]]], target: Path, t
         axis.set_xlabel("optimizer step")
         axis.set_ylabel("EMD to caption embeddings" if stage.startswith("align") else "caption cross-entropy")
         axis.grid(alpha=0.3)
-    figure.suptitle(title, fontsize=12)
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(target, dpi=110)
     plt.close(figure)
