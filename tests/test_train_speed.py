@@ -4,10 +4,8 @@ steps that keep trainable weights fp32, and feature caches kept apart by precisi
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -184,9 +182,3 @@ def test_bf16_features_are_cached_apart_from_fp32_ones_and_stay_close(tmp_path):
     assert again.hits == 3 and again.misses == 0
     error = (features["bf16"] - features["fp32"]).norm() / features["fp32"].norm()
     assert 0 < error < 0.02
-
-
-def test_fp32_feature_cache_keeps_the_folder_it_had_before_precisions(tmp_path):
-    encoder = SimpleNamespace(name="enc", preprocessing_id="224px")
-    folder = FeatureCache(encoder, root=tmp_path, precision="fp32").folder
-    assert folder.name == hashlib.sha1(b"224px|stages=False").hexdigest()[:12]

@@ -73,7 +73,8 @@ def figure(image: Image.Image, table: NeighborTable, side: int, title: str = "",
                       "<br>".join(f"{html.escape(n.label)}  {n.cosine:.3f}" for n in row[:TOP_HOVER])
                       for i, row in enumerate(rows)], dtype=object).reshape(side, side)
     centres = np.arange(side) + 0.5
-    heat = go.Heatmap(z=cosine, x=centres, y=centres, text=words, customdata=hover, texttemplate="%{text}",
+    heat = go.Heatmap(z=cosine.tolist(), x=centres.tolist(), y=centres.tolist(), text=words.tolist(),
+                      customdata=hover, texttemplate="%{text}",
                       textfont={"size": max(7, min(14, int(size / side / 4)))}, hovertemplate="%{customdata}"
                       "<extra></extra>", colorscale="Viridis", opacity=0.55, xgap=1, ygap=1,
                       colorbar={"title": {"text": "cosine"}, "thickness": 12})

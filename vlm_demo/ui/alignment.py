@@ -84,7 +84,8 @@ def analyse(image: Any, fit: str, encoder: str, adapter: str, llm: str, max_new_
     figure = figure_for(vlm, tokens, None, fit_on)
     grid_map, grid_note = map_parts(vlm, picture, table)
     waiting = "generating\u2026"
-    yield figure, stats, aggregate, per_token, waiting, waiting, grid_map, grid_note
+    # a copy: Gradio takes the value out of an update it sends, and the map goes out again with the captions
+    yield figure, stats, aggregate, per_token, waiting, waiting, dict(grid_map), grid_note
     ablation = analysis.nearest_token_ablation(vlm, [picture], DEFAULT_PROMPT, options)[0]
     yield (figure_for(vlm, tokens, ablation.caption, fit_on), stats, aggregate, per_token,
            ablation.caption or "(empty)", ablation.ablated or "(empty)", grid_map, grid_note)
