@@ -315,3 +315,17 @@ def test_a_lora_run_continues_the_lora_it_starts_from_and_ships_it(tiny_llm_dir,
                                                checkpoint=str(shipped)))
     assert vlm.lora in vlm.llm.loras and "LoRA" in vlm.status
     assert len(vlm.caption([Image.new("RGB", (64, 64), "red")])) == 1
+
+
+def test_lora_lr_trains_the_lora_at_its_own_rate_beside_the_adapter(tiny_llm_dir, tmp_path):
+    overrides = _overrides(tiny_llm_dir, tmp_path / "run", 'caption.llm_mode="lora"', "caption.lora_lr=1e-2",
+                           'caption.lora_targets=["q_proj","v_proj"]', "train.lr=1e-9", "train.warmup_steps=0",
+                           "train.snapshots=true")
+    final = _run_stage("caption", overrides, tmp_path / "cache")
+    start = load_file(final.parent / "snapshots" / "step-0000000" / "model.safetensors")
+    trained = load_file(final / "model.safetensors")
+    assert all(torch.allclose(start[k], trained[k], atol=1e-6) for k in start)  # the adapter at 1e-9: unchanged
+    lora = load_file(final / "lora" / "adapter_model.safetensors")
+    assert all(lora[k].abs().max() > 1e-4 for k in lora if "lora_B" in k)  # lora_B starts at zero
+    with pytest.raises(ConfigError, match="lora_lr"):
+        load_config(None, [*overrides, "caption.lora_lr=-1"])

@@ -178,8 +178,9 @@ def _llm_mode(caption: dict) -> str:
         return "frozen LLM"
     kind = "4-bit QLoRA" if caption["llm_mode"] == "qlora" else "LoRA"
     targets = ", ".join(caption["lora_targets"])
+    lora_lr = f"; its own lr {caption['lora_lr']:g}" if caption.get("lora_lr") else ""
     return (f"LLM with {kind} (r={caption['lora_r']}, alpha={caption['lora_alpha']}, dropout "
-            f"{caption['lora_dropout']}, on {targets}) trained together with the adapter")
+            f"{caption['lora_dropout']}, on {targets}{lora_lr}) trained together with the adapter")
 
 
 def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> str:

@@ -51,6 +51,7 @@ class CaptionConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_lr: float = 0.0  # the LoRA's own peak learning rate; 0 = train.lr, the adapter's
 
 
 @dataclass
@@ -124,6 +125,8 @@ def _check_value(key: str, value: Any, expected: Any) -> Any:
         raise ConfigError(f"'{key}' must be one of {sorted(CHOICES[key])}, got {value!r}")
     if key in POSITIVE and value <= 0:
         raise ConfigError(f"'{key}' must be positive, got {value!r}")
+    if key == "caption.lora_lr" and value < 0:
+        raise ConfigError(f"'{key}' must be positive, or 0 for train.lr; got {value!r}")
     return value
 
 

@@ -177,12 +177,19 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     val_samples = write_head_captions(val_samples, features, rows, encoder.class_head, config.train.seed)
     feature_seconds = time.perf_counter() - started
 
-    trainable = [p for module in [adapter, *parts.extra_trainable] for p in module.parameters() if p.requires_grad]
-    groups = [{"params": trainable, "lr": config.train.lr}]
+    def trainable_of(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return [p for module in modules for p in module.parameters() if p.requires_grad]
+
+    if parts.llm_lr is None:  # one group, as checkpoints before lora_lr were saved
+        groups = [{"params": trainable_of(adapter, *parts.extra_trainable), "lr": config.train.lr}]
+    else:
+        groups = [{"params": trainable_of(adapter), "lr": config.train.lr},
+                  {"params": trainable_of(*parts.extra_trainable), "lr": parts.llm_lr}]
+    trainable = [p for group in groups for p in group["params"]]
     if encoder_trains:
         set_training(encoder)
-        groups.append({"params": [p for p in encoder.parameters() if p.requires_grad], "lr": config.model.encoder_lr})
-        trainable = trainable + groups[1]["params"]
+        groups.append({"params": trainable_of(encoder), "lr": config.model.encoder_lr})
+        trainable = trainable + groups[-1]["params"]
     optimizer = torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
     batch_size = config.train.batch_size
     order = EpochOrder(len(samples), config.train.seed)

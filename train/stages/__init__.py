@@ -37,6 +37,7 @@ class StageParts:
     adapter: nn.Module
     loss: Callable[[Batch], torch.Tensor]
     llm: nn.Module | None = None  # the LLM's model when part of it trains (a LoRA), else None
+    llm_lr: float | None = None  # the LLM's trainable part's own learning rate (None: the adapter's, train.lr)
     save_extra: Callable[[str], None] | None = None  # writes e.g. LoRA weights into a folder
 
     @property

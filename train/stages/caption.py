@@ -122,5 +122,6 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, lab
         inputs = llm.splice(prompts, tokens, targets, padding_side="right")
         return (labelled_loss if labelled_only else full_logits_loss)(model, inputs)
 
-    parts = StageParts(adapter=adapter, loss=loss, llm=trainable_llm, save_extra=save_extra)
+    parts = StageParts(adapter=adapter, loss=loss, llm=trainable_llm, save_extra=save_extra,
+                       llm_lr=(settings.lora_lr or None) if trainable_llm is not None else None)
     return parts
