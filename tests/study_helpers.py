@@ -39,3 +39,18 @@ def weights(folder: Path, name: str = "model.safetensors") -> dict[str, torch.Te
 
 def metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def tiny_study(root: Path):
+    """The study's --tiny budget (2 seeds) with its runs and feature cache under `root`."""
+    from train.study.cli import budget
+
+    os.environ["VLM_DEMO_CACHE"] = str(root / "cache")
+    return budget(True, root, 2)
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every decimal number written in a figure."""
+    import re
+
+    return [float(n) for n in re.findall(r"[-+]?\d+\.\d+", text)]

@@ -4,22 +4,11 @@ Runs are shared between claims through the sweep's folders (the same arm and see
 
 from __future__ import annotations
 
-import json
 import statistics
-from pathlib import Path
 
-from train.config import load_config
 from train.study import Budget, Claim, Finding, register
-from train.sweep import (
-    Arm,
-    final_value,
-    interval,
-    mean_curve,
-    paired_interval,
-    read_curve,
-    run_sweep,
-    steps_to_threshold,
-)
+from train.study.runs import analysis_of, equivalence, eval_of, final_runs, show
+from train.sweep import Arm, final_value, interval, mean_curve, paired_interval, read_curve, steps_to_threshold
 
 SINGLE_FC = "single-fc-layer-adapter.txt"
 TERRAALIGN = "terraalign-thesis.txt"
@@ -30,51 +19,6 @@ def linear(k: int) -> Arm:
 
 
 MLP = Arm("mlp", [("caption", ['model.adapter="mlp"'])])
-
-
-def final_runs(arms: list[Arm], budget: Budget) -> dict[str, list[Path]]:
-    """Arm name -> the last stage's folder of each seed, in seed order (trained now or reused)."""
-    sweep = run_sweep(arms, budget.seeds, budget.root / "runs", budget.base)
-    return {name: [folders[-1] for _, folders in sorted(by_seed.items())] for name, by_seed in sweep.items()}
-
-
-def run_config(folder: Path, budget: Budget, *extra: str):
-    return load_config(None, [*budget.base, f'output_dir="{folder}"', *extra])
-
-
-def analysis_of(folder: Path, budget: Budget) -> dict:
-    """The run's analysis.json (computed once)."""
-    if not (folder / "analysis.json").is_file():
-        from train.analyse import analyse
-
-        analyse(run_config(folder, budget))
-    return json.loads((folder / "analysis.json").read_text())
-
-
-def eval_of(folder: Path, budget: Budget, image_tokens: str = "real") -> dict:
-    """The run's evaluation with these image tokens (computed once)."""
-    from train.evaluate import evaluate, results_name
-
-    config = run_config(folder, budget, f'eval.image_tokens="{image_tokens}"')
-    path = folder / f"{results_name(config)}.json"
-    return json.loads(path.read_text()) if path.is_file() else evaluate(config, progress=False)
-
-
-def show(iv: dict, digits: int = 3, signed: bool = True) -> str:
-    """`mean [low, high]` (signed for differences)."""
-    form = f"{'+' if signed else ''}.{digits}f"
-    if iv["low"] is None:
-        return f"{iv['mean']:{form}} (one seed: no interval)"
-    return f"{iv['mean']:{form}} [{iv['low']:{form}}, {iv['high']:{form}}]"
-
-
-def equivalence(intervals: list[dict], tolerance: float) -> str:
-    """held: every interval inside +-tolerance; did not hold: one lies wholly outside; else inconclusive."""
-    if any(iv["low"] is not None and (iv["low"] > tolerance or iv["high"] < -tolerance) for iv in intervals):
-        return "did not hold"
-    if all(iv["low"] is not None and -tolerance <= iv["low"] and iv["high"] <= tolerance for iv in intervals):
-        return "held"
-    return "inconclusive"
 
 
 def k_tokens(budget: Budget) -> Finding:
