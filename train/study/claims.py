@@ -5,6 +5,7 @@ Runs are shared between claims through the sweep's folders (the same arm and see
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 from train.study import Budget, Claim, Finding, register
 from train.study.runs import analysis_of, equivalence, eval_of, final_runs, show
@@ -110,24 +111,33 @@ def nearest_substitution(budget: Budget) -> Finding:
         details={"cider": scores, "drop": drop})
 
 
-def components(budget: Budget) -> Finding:
-    records = [analysis_of(folder, budget) for folder in final_runs([MLP], budget)["mlp"]]
-    counts = interval([float(r["components_for_80_percent"]["pooled"]) for r in records])
-    two = statistics.fmean(r["components_for_80_percent"]["first_two_share"] for r in records)
+COMPONENTS_RULE = ("held if the interval of the component count starts at 10 or more and two components hold under "
+                   "half the variance (too many for a 2-D picture); did not hold if 3 or fewer are needed or two hold "
+                   "80%; otherwise inconclusive")
+
+
+def components_of(folders: list[Path], budget: Budget) -> dict:
+    """Components for 80% of the image tokens' variance over the seeds' runs: interval, first-two share, verdict."""
+    records = [analysis_of(folder, budget)["components_for_80_percent"] for folder in folders]
+    counts = interval([float(r["pooled"]) for r in records])
+    two = statistics.fmean(r["first_two_share"] for r in records)
     if counts["low"] is not None and counts["low"] >= 10 and two < 0.5:
         verdict = "held"
     elif counts["mean"] <= 3 or two >= 0.8:
         verdict = "did not hold"
     else:
         verdict = "inconclusive"
+    return {"count": counts, "first_two_share": two, "verdict": verdict, "per_seed": records}
+
+
+def components(budget: Budget) -> Finding:
+    found = components_of(final_runs([MLP], budget)["mlp"], budget)
+    counts = found["count"]
     return Finding(
         figure=f"mlp adapter: {show(counts, 1, signed=False)} components for 80% of the image tokens' variance; "
-               f"the first two hold {two:.0%}",
-        value=counts["mean"], low=counts["low"], high=counts["high"], verdict=verdict,
-        rule="held if the interval of the component count starts at 10 or more and two components hold under half "
-             "the variance (too many for a 2-D picture); did not hold if 3 or fewer are needed or two hold 80%; "
-             "otherwise inconclusive",
-        details={"per_seed": [r["components_for_80_percent"] for r in records]})
+               f"the first two hold {found['first_two_share']:.0%}",
+        value=counts["mean"], low=counts["low"], high=counts["high"], verdict=found["verdict"], rule=COMPONENTS_RULE,
+        details={"per_seed": found["per_seed"]})
 
 
 register(Claim("k-tokens", SINGLE_FC, "Results: k = 1, 2, 5 adapters",

@@ -93,6 +93,13 @@ def direction(iv: dict, margin: float = 0.0) -> str:
     return "inconclusive"
 
 
+def combined(verdicts: list[str]) -> str:
+    """held if every part held; did not hold if any part did not; otherwise inconclusive."""
+    if all(v == "held" for v in verdicts):
+        return "held"
+    return "did not hold" if "did not hold" in verdicts else "inconclusive"
+
+
 def convergence(first: list[Path], second: list[Path], key: str = "val_loss") -> dict[str, Any]:
     """Paired comparison of two arms' runs (seed by seed): final `key`, and steps until `key` reaches a threshold
     every run reaches (5% above the worst final value); a run that never reaches it counts one logging interval
