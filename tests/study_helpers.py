@@ -41,12 +41,12 @@ def metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
-def tiny_study(root: Path):
-    """The study's --tiny budget (2 seeds) with its runs and feature cache under `root`."""
+def tiny_study(root: Path, seeds: int = 2):
+    """The study's --tiny budget with its runs and feature cache under `root`."""
     from train.study.cli import budget
 
     os.environ["VLM_DEMO_CACHE"] = str(root / "cache")
-    return budget(True, root, 2)
+    return budget(True, root, seeds)
 
 
 def numbers_in(text: str) -> list[float]:

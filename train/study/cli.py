@@ -36,7 +36,7 @@ def budget(tiny: bool, root: Path, seeds: int | None) -> Budget:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.study import claims, claims_families, claims_training  # noqa: F401 - register the claims
+    from train.study import claims, claims_encoders, claims_families, claims_training  # noqa: F401 - register them
 
     parser = argparse.ArgumentParser(prog="python -m train study", description=__doc__)
     parser.add_argument("claims", nargs="*", help=f"claim ids (default: all): {', '.join(CLAIMS)}")
