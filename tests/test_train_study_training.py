@@ -22,9 +22,9 @@ def budget(tmp_path_factory):
         os.environ["VLM_DEMO_CACHE"] = saved
 
 
-def check(record: dict, budget) -> None:
+def check(record: dict, budget, digits: int = 3) -> None:
     assert record["verdict"] in VERDICTS and record["rule"] and record["seeds"] == [0, 1]
-    assert f"{record['value']:+.3f}" in record["figure"] or f"{record['value']:.3f}" in record["figure"]
+    assert f"{record['value']:+.{digits}f}" in record["figure"] or f"{record['value']:.{digits}f}" in record["figure"]
     assert record["command"] == f"python -m train study {record['id']} --seeds 2 --tiny"
 
 
@@ -68,6 +68,20 @@ def test_drift_reads_every_epoch_snapshot_of_the_shared_align_run(budget):
     assert steps == [0, 1, 2, 3, 4] and round(values[0], 3) in numbers_in(record["figure"])
     assert record["value"] == pytest.approx(sum(r[-1]["caption_cosine"] - r[0]["caption_cosine"]
                                                 for r in per_seed) / 2)
+
+
+def test_tinylm_progressive_runs_the_decoder_stage_then_captions_against_a_perceiver(budget):
+    import train.study.claims_training  # noqa: F401
+
+    record = run_claim("tinylm-progressive", budget)
+    check(record, budget, digits=1)
+    details = record["details"]
+    assert set(record["curves"]) == set(details["trainable_parameters"]) == {"tinylm-progressive", "perceiver"}
+    assert all(count > 0 for count in details["trainable_parameters"].values())
+    assert record["value"] == pytest.approx(sum(b - a for a, b in zip(*details["steps_to_threshold"])) / 2)
+    stages = sorted(p.name for p in (budget.root / "runs" / "tinylm-progressive" / "seed-1").iterdir())
+    assert stages == ["0-decoder", "1-caption"]
+    assert f"{details['threshold']:.3f}" in record["figure"]
 
 
 def test_convergence_pairs_seeds_and_counts_steps_to_a_threshold_every_run_reaches(tmp_path):

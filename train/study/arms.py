@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from train.config import load_config
 from train.study import Budget
 from train.study.runs import data_override, toml_value
 from train.sweep import Arm
 
 FAMILY_OPTIONS: dict[str, dict[str, Any]] = {  # the thesis's query adapter halves the tokens (255 -> 128): 49 -> 24
-    "mlp": {}, "attention": {}, "linear": {}, "query": {"num_queries": 24},
+    "mlp": {}, "attention": {}, "linear": {}, "query": {"num_queries": 24}, "perceiver": {},
+    "tinylm": {"lm_width": 256, "lm_layers": 4, "lm_heads": 4, "num_latents": 32},  # train/configs/tinylm.toml
 }
 TINY_OPTIONS: dict[str, dict[str, Any]] = {  # the --tiny budget's transformers: one narrow block (seconds, not minutes)
     "attention": {"width": 32, "num_blocks": 1}, "query": {"width": 32, "num_blocks": 1},
+    "perceiver": {"width": 32, "depth": 1, "num_heads": 4, "num_latents": 4},
+    "tinylm": {"lm_width": 32, "lm_layers": 1, "lm_heads": 4, "num_latents": 4},
 }
 ALIGN_EPOCHS = 4  # the thesis's pre-training epochs (Tables 4-6)
 TRAIN_QUESTIONS, EVAL_QUESTIONS = 2, 4  # shapes questions per image: count, colour, shape, position
@@ -23,6 +27,10 @@ TRAIN_QUESTIONS, EVAL_QUESTIONS = 2, 4  # shapes questions per image: count, col
 def adapter(family: str, budget: Budget) -> list[str]:
     """The family and its options (smaller transformers at the --tiny budget)."""
     options = {**FAMILY_OPTIONS[family], **(TINY_OPTIONS.get(family, {}) if budget.name == "tiny" else {})}
+    if family == "tinylm" and budget.name == "tiny":  # the tiny LM shares the tiny LLM's (small) vocabulary
+        from transformers import AutoConfig
+
+        options["vocab_size"] = AutoConfig.from_pretrained(load_config(None, budget.base).model.llm).vocab_size
     return [f'model.adapter="{family}"'] + ([f"model.adapter_options={toml_value(options)}"] if options else [])
 
 

@@ -93,6 +93,15 @@ def direction(iv: dict, margin: float = 0.0) -> str:
     return "inconclusive"
 
 
+def paired_verdict(primary: dict, secondary: dict) -> str:
+    """held: the primary interval lies above 0 and the secondary one does not lie at or below 0; did not hold: the
+    primary interval lies at or below 0; otherwise inconclusive."""
+    first = direction(primary)
+    if first == "held" and direction(secondary) != "did not hold":
+        return "held"
+    return "did not hold" if first == "did not hold" else "inconclusive"
+
+
 def combined(verdicts: list[str]) -> str:
     """held if every part held; did not hold if any part did not; otherwise inconclusive."""
     if all(v == "held" for v in verdicts):
