@@ -27,6 +27,22 @@ def test_the_cheap_claims_are_registered_with_their_seed_and_paper_figure():
             assert (SEEDS_FOLDER / claim.seed).is_file(), claim.seed
 
 
+def test_every_claim_of_issue_14_is_registered_once_with_its_seed_paper():
+    from train.study.cli import load_claims
+
+    load_claims()
+    later = {"emd-prealign", "align-only", "drift-over-epochs", "components-per-family", "families-classification",
+             "pooled-vs-per-patch", "encoder-training", "tinylm-progressive", "multistage-fusion"}
+    assert CHEAP | later == set(CLAIMS)
+    seeds = {claim.seed for claim in CLAIMS.values()}
+    assert seeds == {"single-fc-layer-adapter.txt", "terraalign-thesis.txt", "resnet-to-vit-adapter.txt",
+                     "palm2-vadapter.txt"}
+    for claim in CLAIMS.values():
+        assert claim.statement and claim.section and claim.paper_figure
+        if SEEDS_FOLDER.is_dir():
+            assert (SEEDS_FOLDER / claim.seed).is_file(), claim.seed
+
+
 def test_equivalence_verdicts_follow_the_intervals():
     inside, outside, wide = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
                              [(0.0, -0.1, 0.1), (1.0, 0.8, 1.2), (0.0, -2.0, 2.0)])
