@@ -50,12 +50,21 @@ def qa_eval(budget: Budget) -> list[str]:
     return [data_override(budget, "eval", vqa_per_image=EVAL_QUESTIONS)]
 
 
+def finer_validation(budget: Budget) -> list[str]:
+    """Validation twice as often as the budget's (for steps to a loss threshold; it does not change the training);
+    nothing when the budget validates once an epoch."""
+    every = load_config(None, budget.base).train.val_every
+    return [f"train.val_every={max(1, every // 2)}"] if every else []
+
+
 def qa(family: str, budget: Budget) -> Arm:
-    """Caption stage (frozen LLM) from scratch on captions and questions."""
-    return Arm(f"qa-{family}", [("caption", [*adapter(family, budget), *qa_data(budget)])])
+    """Caption stage (frozen LLM) from scratch on captions and questions (the attention family's validates more often:
+    emd-prealign counts its steps)."""
+    extra = finer_validation(budget) if family == "attention" else []
+    return Arm(f"qa-{family}", [("caption", [*adapter(family, budget), *qa_data(budget), *extra])])
 
 
 def aligned_qa(family: str, budget: Budget) -> Arm:
     """The same caption stage, continuing the family's align stage (its runs are those of `align(family)`)."""
-    return Arm(f"align-{family}-qa", [("caption", [*adapter(family, budget), *qa_data(budget)])],
-               after=align(family, budget))
+    return Arm(f"align-{family}-qa", [("caption", [*adapter(family, budget), *qa_data(budget),
+                                                   *finer_validation(budget)])], after=align(family, budget))
