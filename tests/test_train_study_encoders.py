@@ -3,7 +3,6 @@ adapters (all stage maps or the last alone) and with the encoder frozen, joint o
 
 from __future__ import annotations
 
-import os
 import statistics
 
 import pytest
@@ -15,15 +14,11 @@ pytestmark = pytest.mark.slow  # the packaged EfficientNet-Lite0 and DINOv2-smal
 
 
 @pytest.fixture(scope="module")
-def budget(tmp_path_factory):
+def budget(study_root):
     import train.study.claims_encoders  # noqa: F401 - registers them
 
-    saved = os.environ.get("VLM_DEMO_CACHE")
-    yield tiny_study(tmp_path_factory.mktemp("study"), seeds=1)  # one seed: these runs cost the most
-    if saved is None:
-        os.environ.pop("VLM_DEMO_CACHE", None)
-    else:
-        os.environ["VLM_DEMO_CACHE"] = saved
+    with tiny_study(study_root, seeds=1) as budget:  # one seed: these runs cost the most
+        yield budget
 
 
 def test_multistage_fusion_sets_every_version_against_the_last_map_alone(budget):

@@ -3,8 +3,6 @@ the sweep's folders, and writes a finding whose figure carries the runs' numbers
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from study_helpers import numbers_in, tiny_study
 
@@ -13,13 +11,11 @@ from train.study.runs import convergence
 
 
 @pytest.fixture(scope="module")
-def budget(tmp_path_factory):
-    saved = os.environ.get("VLM_DEMO_CACHE")
-    yield tiny_study(tmp_path_factory.mktemp("study"))
-    if saved is None:
-        os.environ.pop("VLM_DEMO_CACHE", None)
-    else:
-        os.environ["VLM_DEMO_CACHE"] = saved
+def budget(study_root):
+    import train.study.claims_training  # noqa: F401 - registers them
+
+    with tiny_study(study_root, seeds=2) as budget:
+        yield budget
 
 
 def check(record: dict, budget, digits: int = 3) -> None:
@@ -29,8 +25,6 @@ def check(record: dict, budget, digits: int = 3) -> None:
 
 
 def test_emd_prealign_compares_stage_two_of_the_same_family_with_and_without_the_align_stage(budget):
-    import train.study.claims_training  # noqa: F401 - registers them
-
     record = run_claim("emd-prealign", budget)
     check(record, budget)
     details = record["details"]
@@ -45,8 +39,6 @@ def test_emd_prealign_compares_stage_two_of_the_same_family_with_and_without_the
 
 
 def test_align_only_scores_the_align_stage_against_the_blind_baseline_and_the_caption_run(budget):
-    import train.study.claims_training  # noqa: F401
-
     record = run_claim("align-only", budget)
     check(record, budget)
     cider = record["details"]["cider"]
@@ -58,8 +50,6 @@ def test_align_only_scores_the_align_stage_against_the_blind_baseline_and_the_ca
 
 
 def test_drift_reads_every_epoch_snapshot_of_the_shared_align_run(budget):
-    import train.study.claims_training  # noqa: F401
-
     record = run_claim("drift-over-epochs", budget)
     check(record, budget)
     per_seed = record["details"]["per_seed"]
@@ -73,8 +63,6 @@ def test_drift_reads_every_epoch_snapshot_of_the_shared_align_run(budget):
 
 
 def test_tinylm_progressive_runs_the_decoder_stage_then_captions_against_a_perceiver(budget):
-    import train.study.claims_training  # noqa: F401
-
     record = run_claim("tinylm-progressive", budget)
     check(record, budget, digits=1)
     details = record["details"]
