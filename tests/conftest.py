@@ -52,6 +52,12 @@ def tiny_llm_dir(tmp_path_factory, tiny_llm):
     return folder
 
 
+@pytest.fixture(scope="session")
+def study_root(tmp_path_factory):
+    """One folder for the --tiny study's runs in this session, so claims in different test files share them."""
+    return tmp_path_factory.mktemp("study")
+
+
 def fake_features(batch: int = 2, tokens: int = 49, dim: int = 64, stage_dims=(8, 16, 32, 64)) -> EncoderOutput:
     sizes = [28, 14, 7, 7]
     stages = [torch.randn(batch, c, s, s) for c, s in zip(stage_dims, sizes)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,3 +40,27 @@ def weights(folder: Path, name: str = "model.safetensors") -> dict[str, torch.Te
 
 def metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+@contextmanager
+def tiny_study(root: Path, seeds: int = 2):
+    """The study's --tiny budget with its runs and feature cache under `root` (the cache variable is restored after);
+    budgets of one root share their runs (seed 0 of a one-seed budget is seed 0 of a two-seed one)."""
+    from train.study.cli import budget
+
+    saved = os.environ.get("VLM_DEMO_CACHE")
+    os.environ["VLM_DEMO_CACHE"] = str(root / "cache")
+    try:
+        yield budget(True, root, seeds)
+    finally:
+        if saved is None:
+            os.environ.pop("VLM_DEMO_CACHE", None)
+        else:
+            os.environ["VLM_DEMO_CACHE"] = saved
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every decimal number written in a figure."""
+    import re
+
+    return [float(n) for n in re.findall(r"[-+]?\d+\.\d+", text)]

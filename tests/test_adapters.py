@@ -48,6 +48,27 @@ def test_multistage_versions_differ_in_structure(version):
     assert hasattr(adapter, "transformer") == (version in ("v2", "v4"))
 
 
+def test_multistage_can_fuse_only_chosen_stage_maps():
+    options = {**SMALL["multistage"][0], "version": "v1", "stages": [3]}  # the last map alone: a single embedding
+    adapter = build_adapter("multistage", **COMMON, **options).eval()
+    assert [p.in_channels for p in adapter.stage_proj] == [64] and adapter.fusion[0].in_channels == 8
+    features = fake_features()
+    changed = fake_features()
+    changed.stages[-1] = features.stages[-1]
+    assert torch.equal(adapter(features), adapter(changed))  # the earlier maps are not read
+    assert load_adapter_round_trip(adapter).chosen == [3]
+    with pytest.raises(ValueError, match="stages"):
+        build_adapter("multistage", **COMMON, **{**options, "stages": [4]})
+
+
+def load_adapter_round_trip(adapter):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        adapter.save_pretrained(folder)
+        return load_adapter(folder)
+
+
 @pytest.mark.parametrize("kind", sorted(SMALL))
 def test_gradients_reach_every_parameter(kind):
     adapter = build_adapter(kind, **COMMON, **SMALL[kind][0])

@@ -11,6 +11,7 @@ import pytest
 from train.study import CLAIMS, VERDICTS, Finding
 from train.study.claims import equivalence
 from train.study.report import write_report
+from train.study.runs import combined, data_override, direction
 
 SEEDS_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 CHEAP = {"k-tokens", "linear-full-rank", "max-cosine-random", "nearest-token-destroys", "components-80"}
@@ -26,6 +27,22 @@ def test_the_cheap_claims_are_registered_with_their_seed_and_paper_figure():
             assert (SEEDS_FOLDER / claim.seed).is_file(), claim.seed
 
 
+def test_every_claim_of_issue_14_is_registered_once_with_its_seed_paper():
+    from train.study.cli import load_claims
+
+    load_claims()
+    later = {"emd-prealign", "align-only", "drift-over-epochs", "components-per-family", "families-classification",
+             "pooled-vs-per-patch", "encoder-training", "tinylm-progressive", "multistage-fusion"}
+    assert CHEAP | later == set(CLAIMS)
+    seeds = {claim.seed for claim in CLAIMS.values()}
+    assert seeds == {"single-fc-layer-adapter.txt", "terraalign-thesis.txt", "resnet-to-vit-adapter.txt",
+                     "palm2-vadapter.txt"}
+    for claim in CLAIMS.values():
+        assert claim.statement and claim.section and claim.paper_figure
+        if SEEDS_FOLDER.is_dir():
+            assert (SEEDS_FOLDER / claim.seed).is_file(), claim.seed
+
+
 def test_equivalence_verdicts_follow_the_intervals():
     inside, outside, wide = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
                              [(0.0, -0.1, 0.1), (1.0, 0.8, 1.2), (0.0, -2.0, 2.0)])
@@ -35,6 +52,23 @@ def test_equivalence_verdicts_follow_the_intervals():
     assert equivalence([{"mean": 0.0, "low": None, "high": None}], 0.2) == "inconclusive"  # one seed
     with pytest.raises(ValueError, match="verdict"):
         Finding("x", 0.0, None, None, "probably", "rule")
+
+
+def test_direction_and_combined_verdicts():
+    above, below, across = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
+                            [(1.0, 0.5, 1.5), (-1.0, -1.5, 0.0), (0.0, -1.0, 1.0)])
+    assert [direction(iv) for iv in (above, below, across)] == ["held", "did not hold", "inconclusive"]
+    assert direction(above, margin=0.6) == "inconclusive"
+    assert direction({"mean": 1.0, "low": None, "high": None}) == "inconclusive"
+    assert combined(["held", "held"]) == "held" and combined(["held", "inconclusive"]) == "inconclusive"
+    assert combined(["inconclusive", "did not hold", "held"]) == "did not hold"
+
+
+def test_data_override_keeps_the_budgets_sizes():
+    from train.study import Budget
+
+    budget = Budget("tiny", Path("."), [0], ['data.eval=[{name="shapes",count=3,vqa_per_image=0}]'])
+    assert data_override(budget, "eval", vqa_per_image=4) == 'data.eval=[{name="shapes",count=3,vqa_per_image=4}]'
 
 
 def test_report_keeps_earlier_claims_and_plots_curves(tmp_path):

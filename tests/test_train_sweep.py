@@ -46,3 +46,15 @@ def test_arms_share_the_data_order_of_a_seed_and_reuse_finished_runs(tiny_llm_di
     steps, losses = mean_curve(sweep["linear"][0] + sweep["linear"][1])
     assert steps == [1, 2] and losses == pytest.approx([(a + b) / 2 for a, b in zip(
         read_curve(sweep["linear"][0][0])[1], read_curve(sweep["linear"][1][0])[1])])
+
+
+def test_an_arm_after_another_continues_its_runs_without_training_them_again(tiny_llm_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLM_DEMO_CACHE", str(tmp_path / "cache"))
+    base = base_overrides(tiny_llm_dir, "train.max_steps=1", count=4)
+    first = Arm("align", [("align", [])])
+    (earlier,) = run_sweep([first], [0], tmp_path / "runs", base)["align"][0]
+    stamp = (earlier / "summary.json").stat().st_mtime_ns
+    folders = run_sweep([Arm("then", [("caption", [])], after=first)], [0], tmp_path / "runs", base)["then"][0]
+    assert folders[0] == earlier and (earlier / "summary.json").stat().st_mtime_ns == stamp
+    assert folders[1] == tmp_path / "runs" / "then" / "seed-0" / "1-caption"
+    assert json.loads((folders[1] / "config.json").read_text())["model"]["init_from"] == str(earlier / "adapter")

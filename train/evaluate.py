@@ -204,7 +204,7 @@ def write_results(folder: Path, samples: list[Sample], answers: list[str], metri
 
 
 def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool = True) -> dict:
-    from vlm_demo.adapters import load_adapter, read_config
+    from vlm_demo.adapters import encoder_weights, load_adapter, read_config
     from vlm_demo.encoders import build_encoder
 
     folder = Path(config.output_dir)
@@ -214,6 +214,11 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
     if config.align.loss != "emd" and values.get("llm") == config.align.teacher:
         adapter = load_adapter(checkpoint, values=values)
         encoder, teacher = build_encoder(config.model.encoder), build_encoder(config.align.teacher)
+        tuned = encoder_weights(checkpoint)
+        if tuned:  # the encoder trained with this adapter (joint or sequential): its features, not the packaged ones
+            from safetensors.torch import load_model
+
+            load_model(encoder, tuned, strict=True, device=str(next(encoder.parameters()).device))
         metrics = {"feature_mse": feature_mse(encoder, adapter, teacher, samples)}
         write_results(folder, [], [], metrics)
         return metrics

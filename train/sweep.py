@@ -16,18 +16,22 @@ from train.config import load_config
 
 @dataclass(frozen=True)
 class Arm:
-    """One recipe: stages run in order, each continuing from the previous stage's adapter."""
+    """One recipe: stages run in order, each continuing from the previous stage's adapter. With `after`, the recipe
+    continues another arm's runs (trained once, in that arm's folders) instead of starting from scratch."""
 
     name: str
     stages: list[tuple[str, list[str]]] = field(default_factory=list)  # (stage, overrides)
+    after: Arm | None = None
 
 
 def run_arm(arm: Arm, seed: int, root: Path, base: list[str]) -> list[Path]:
-    """Run (or reuse) each stage of `arm` with `train.seed=seed`; the run folders, in order."""
+    """Run (or reuse) each stage of `arm` (after those of `arm.after`) with `train.seed=seed`; the run folders, in
+    order, the earlier arm's first."""
     from train.loop import train_stage
 
-    folders, previous = [], None
-    for index, (stage, extra) in enumerate(arm.stages):
+    folders = run_arm(arm.after, seed, root, base) if arm.after is not None else []
+    previous = folders[-1] if folders else None
+    for index, (stage, extra) in enumerate(arm.stages, start=len(folders)):
         folder = Path(root) / arm.name / f"seed-{seed}" / f"{index}-{stage}"
         chained = [f'model.init_from="{previous / "adapter"}"'] if previous is not None else []
         if not (folder / "summary.json").is_file():

@@ -4,22 +4,12 @@ Runs are shared between claims through the sweep's folders (the same arm and see
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
-from train.config import load_config
 from train.study import Budget, Claim, Finding, register
-from train.sweep import (
-    Arm,
-    final_value,
-    interval,
-    mean_curve,
-    paired_interval,
-    read_curve,
-    run_sweep,
-    steps_to_threshold,
-)
+from train.study.runs import analysis_of, equivalence, eval_of, final_runs, show
+from train.sweep import Arm, final_value, interval, mean_curve, paired_interval, read_curve, steps_to_threshold
 
 SINGLE_FC = "single-fc-layer-adapter.txt"
 TERRAALIGN = "terraalign-thesis.txt"
@@ -30,51 +20,6 @@ def linear(k: int) -> Arm:
 
 
 MLP = Arm("mlp", [("caption", ['model.adapter="mlp"'])])
-
-
-def final_runs(arms: list[Arm], budget: Budget) -> dict[str, list[Path]]:
-    """Arm name -> the last stage's folder of each seed, in seed order (trained now or reused)."""
-    sweep = run_sweep(arms, budget.seeds, budget.root / "runs", budget.base)
-    return {name: [folders[-1] for _, folders in sorted(by_seed.items())] for name, by_seed in sweep.items()}
-
-
-def run_config(folder: Path, budget: Budget, *extra: str):
-    return load_config(None, [*budget.base, f'output_dir="{folder}"', *extra])
-
-
-def analysis_of(folder: Path, budget: Budget) -> dict:
-    """The run's analysis.json (computed once)."""
-    if not (folder / "analysis.json").is_file():
-        from train.analyse import analyse
-
-        analyse(run_config(folder, budget))
-    return json.loads((folder / "analysis.json").read_text())
-
-
-def eval_of(folder: Path, budget: Budget, image_tokens: str = "real") -> dict:
-    """The run's evaluation with these image tokens (computed once)."""
-    from train.evaluate import evaluate, results_name
-
-    config = run_config(folder, budget, f'eval.image_tokens="{image_tokens}"')
-    path = folder / f"{results_name(config)}.json"
-    return json.loads(path.read_text()) if path.is_file() else evaluate(config, progress=False)
-
-
-def show(iv: dict, digits: int = 3, signed: bool = True) -> str:
-    """`mean [low, high]` (signed for differences)."""
-    form = f"{'+' if signed else ''}.{digits}f"
-    if iv["low"] is None:
-        return f"{iv['mean']:{form}} (one seed: no interval)"
-    return f"{iv['mean']:{form}} [{iv['low']:{form}}, {iv['high']:{form}}]"
-
-
-def equivalence(intervals: list[dict], tolerance: float) -> str:
-    """held: every interval inside +-tolerance; did not hold: one lies wholly outside; else inconclusive."""
-    if any(iv["low"] is not None and (iv["low"] > tolerance or iv["high"] < -tolerance) for iv in intervals):
-        return "did not hold"
-    if all(iv["low"] is not None and -tolerance <= iv["low"] and iv["high"] <= tolerance for iv in intervals):
-        return "held"
-    return "inconclusive"
 
 
 def k_tokens(budget: Budget) -> Finding:
@@ -166,24 +111,33 @@ def nearest_substitution(budget: Budget) -> Finding:
         details={"cider": scores, "drop": drop})
 
 
-def components(budget: Budget) -> Finding:
-    records = [analysis_of(folder, budget) for folder in final_runs([MLP], budget)["mlp"]]
-    counts = interval([float(r["components_for_80_percent"]["pooled"]) for r in records])
-    two = statistics.fmean(r["components_for_80_percent"]["first_two_share"] for r in records)
+COMPONENTS_RULE = ("held if the interval of the component count starts at 10 or more and two components hold under "
+                   "half the variance (too many for a 2-D picture); did not hold if 3 or fewer are needed or two hold "
+                   "80%; otherwise inconclusive")
+
+
+def components_of(folders: list[Path], budget: Budget) -> dict:
+    """Components for 80% of the image tokens' variance over the seeds' runs: interval, first-two share, verdict."""
+    records = [analysis_of(folder, budget)["components_for_80_percent"] for folder in folders]
+    counts = interval([float(r["pooled"]) for r in records])
+    two = statistics.fmean(r["first_two_share"] for r in records)
     if counts["low"] is not None and counts["low"] >= 10 and two < 0.5:
         verdict = "held"
     elif counts["mean"] <= 3 or two >= 0.8:
         verdict = "did not hold"
     else:
         verdict = "inconclusive"
+    return {"count": counts, "first_two_share": two, "verdict": verdict, "per_seed": records}
+
+
+def components(budget: Budget) -> Finding:
+    found = components_of(final_runs([MLP], budget)["mlp"], budget)
+    counts = found["count"]
     return Finding(
         figure=f"mlp adapter: {show(counts, 1, signed=False)} components for 80% of the image tokens' variance; "
-               f"the first two hold {two:.0%}",
-        value=counts["mean"], low=counts["low"], high=counts["high"], verdict=verdict,
-        rule="held if the interval of the component count starts at 10 or more and two components hold under half "
-             "the variance (too many for a 2-D picture); did not hold if 3 or fewer are needed or two hold 80%; "
-             "otherwise inconclusive",
-        details={"per_seed": [r["components_for_80_percent"] for r in records]})
+               f"the first two hold {found['first_two_share']:.0%}",
+        value=counts["mean"], low=counts["low"], high=counts["high"], verdict=found["verdict"], rule=COMPONENTS_RULE,
+        details={"per_seed": found["per_seed"]})
 
 
 register(Claim("k-tokens", SINGLE_FC, "Results: k = 1, 2, 5 adapters",

@@ -35,9 +35,19 @@ def budget(tiny: bool, root: Path, seeds: int | None) -> Budget:
     return Budget("full", root, list(range(seeds or 3)), list(FULL_BASE))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from train.study import claims  # noqa: F401 - registers the claims
+CLAIM_MODULES = ("claims", "claims_training", "claims_families", "claims_encoders")
 
+
+def load_claims() -> None:
+    """Import every module of claims (each registers its own, in this order)."""
+    import importlib
+
+    for module in CLAIM_MODULES:
+        importlib.import_module(f"train.study.{module}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_claims()
     parser = argparse.ArgumentParser(prog="python -m train study", description=__doc__)
     parser.add_argument("claims", nargs="*", help=f"claim ids (default: all): {', '.join(CLAIMS)}")
     parser.add_argument("--tiny", action="store_true", help="the test budget: a tiny random LLM, seconds per claim")

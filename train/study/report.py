@@ -23,7 +23,8 @@ def merged(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
-    """Mean training-loss curve per arm (matplotlib, PNG), or None when the claim has no curves."""
+    """Mean curve per arm (matplotlib, PNG; training loss over steps unless details name `curve_axes`), or None when
+    the claim has no curves."""
     if not record.get("curves"):
         return None
     import matplotlib
@@ -34,8 +35,9 @@ def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
     for name, (steps, values) in record["curves"].items():
         axes.plot(steps, values, label=name)
-    axes.set_xlabel("step")
-    axes.set_ylabel(f"training loss (mean of {len(record['seeds'])} seeds)")
+    x_label, y_label = record.get("details", {}).get("curve_axes", ("step", "training loss"))
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(f"{y_label} (mean of {len(record['seeds'])} seeds)")
     axes.set_title(record["id"])
     axes.legend()
     figure.tight_layout()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ class MultiStageConfig(AdapterConfig):
     grid_size: int = 7  # output tokens = grid_size ** 2
     transformer_layers: int = 2
     transformer_heads: int = 8
+    stages: list[int] = field(default_factory=list)  # which stage maps to fuse (0 = the shallowest; empty: all)
 
     @property
     def needs(self) -> frozenset[str]:
@@ -47,12 +48,15 @@ class MultiStageAdapter(Adapter):
         if not c.stage_dims:
             raise ValueError("multistage adapter needs an encoder with stage maps (stage_dims is empty)")
         local_context, self.use_transformer = VERSIONS[c.version]
-        self.stage_proj = nn.ModuleList(nn.Conv2d(dim, c.proj_dim, kernel_size=1) for dim in c.stage_dims)
+        self.chosen = list(c.stages) or list(range(len(c.stage_dims)))
+        if any(i >= len(c.stage_dims) for i in self.chosen):
+            raise ValueError(f"multistage stages {c.stages} name maps the encoder lacks (it has {len(c.stage_dims)})")
+        self.stage_proj = nn.ModuleList(nn.Conv2d(c.stage_dims[i], c.proj_dim, kernel_size=1) for i in self.chosen)
         middle = nn.Conv2d(c.fusion_dim, c.fusion_dim, kernel_size=3, padding=1) if local_context else (
             nn.Conv2d(c.fusion_dim, c.fusion_dim, kernel_size=1)
         )
         self.fusion = nn.Sequential(
-            nn.Conv2d(c.proj_dim * len(c.stage_dims), c.fusion_dim, kernel_size=1), nn.GELU(),
+            nn.Conv2d(c.proj_dim * len(self.chosen), c.fusion_dim, kernel_size=1), nn.GELU(),
             middle, nn.GELU(),
             nn.Conv2d(c.fusion_dim, c.llm_hidden, kernel_size=1),
         )
@@ -74,7 +78,7 @@ class MultiStageAdapter(Adapter):
         deepest = features.stages[-1].shape[-2:]
         projected = [
             F.interpolate(proj(stage), size=deepest, mode="bilinear", align_corners=False)
-            for proj, stage in zip(self.stage_proj, features.stages)
+            for proj, stage in zip(self.stage_proj, [features.stages[i] for i in self.chosen])
         ]
         fused = self.fusion(torch.cat(projected, dim=1))  # [B, H, h, w]
         if self.use_transformer:

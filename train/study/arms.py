@@ -1,0 +1,70 @@
+"""The arms the later claims share, so that one arm and seed is trained once for all of them: the LLM-free align
+stage per family (several epochs, for the per-epoch snapshots), caption runs on captions plus shapes questions per
+family (for asking), and those caption runs continued from the align stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from train.config import load_config
+from train.study import Budget
+from train.study.runs import data_override, toml_value
+from train.sweep import Arm
+
+FAMILY_OPTIONS: dict[str, dict[str, Any]] = {  # the thesis's query adapter halves the tokens (255 -> 128): 49 -> 24
+    "mlp": {}, "attention": {}, "linear": {}, "query": {"num_queries": 24}, "perceiver": {},
+    "tinylm": {"lm_width": 256, "lm_layers": 4, "lm_heads": 4, "num_latents": 32},  # train/configs/tinylm.toml
+}
+TINY_OPTIONS: dict[str, dict[str, Any]] = {  # the --tiny budget's transformers: one narrow block (seconds, not minutes)
+    "attention": {"width": 32, "num_blocks": 1}, "query": {"width": 32, "num_blocks": 1},
+    "perceiver": {"width": 32, "depth": 1, "num_heads": 4, "num_latents": 4},
+    "tinylm": {"lm_width": 32, "lm_layers": 1, "lm_heads": 4, "num_latents": 4},
+}
+ALIGN_EPOCHS = 4  # the thesis's pre-training epochs (Tables 4-6)
+TRAIN_QUESTIONS, EVAL_QUESTIONS = 2, 4  # shapes questions per image: count, colour, shape, position
+
+
+def adapter(family: str, budget: Budget) -> list[str]:
+    """The family and its options (smaller transformers at the --tiny budget)."""
+    options = {**FAMILY_OPTIONS[family], **(TINY_OPTIONS.get(family, {}) if budget.name == "tiny" else {})}
+    if family == "tinylm" and budget.name == "tiny":  # the tiny LM shares the tiny LLM's (small) vocabulary
+        from transformers import AutoConfig
+
+        options["vocab_size"] = AutoConfig.from_pretrained(load_config(None, budget.base).model.llm).vocab_size
+    return [f'model.adapter="{family}"'] + ([f"model.adapter_options={toml_value(options)}"] if options else [])
+
+
+def align(family: str, budget: Budget) -> Arm:
+    """EMD to the caption's token embeddings, no LLM forward, for ALIGN_EPOCHS epochs of the budget's captions."""
+    return Arm(f"align-{family}", [("align", [*adapter(family, budget), "train.max_steps=0",
+                                              f"train.epochs={ALIGN_EPOCHS}"])])
+
+
+def qa_data(budget: Budget) -> list[str]:
+    """Training on each image's caption plus TRAIN_QUESTIONS shapes questions."""
+    return [data_override(budget, "train", vqa_per_image=TRAIN_QUESTIONS)]
+
+
+def qa_eval(budget: Budget) -> list[str]:
+    """Evaluation on each image's caption plus up to EVAL_QUESTIONS questions (every type a one-object image has)."""
+    return [data_override(budget, "eval", vqa_per_image=EVAL_QUESTIONS)]
+
+
+def finer_validation(budget: Budget) -> list[str]:
+    """Validation twice as often as the budget's (for steps to a loss threshold; it does not change the training);
+    nothing when the budget validates once an epoch."""
+    every = load_config(None, budget.base).train.val_every
+    return [f"train.val_every={max(1, every // 2)}"] if every else []
+
+
+def qa(family: str, budget: Budget) -> Arm:
+    """Caption stage (frozen LLM) from scratch on captions and questions (the attention family's validates more often:
+    emd-prealign counts its steps)."""
+    extra = finer_validation(budget) if family == "attention" else []
+    return Arm(f"qa-{family}", [("caption", [*adapter(family, budget), *qa_data(budget), *extra])])
+
+
+def aligned_qa(family: str, budget: Budget) -> Arm:
+    """The same caption stage, continuing the family's align stage (its runs are those of `align(family)`)."""
+    return Arm(f"align-{family}-qa", [("caption", [*adapter(family, budget), *qa_data(budget),
+                                                   *finer_validation(budget)])], after=align(family, budget))
