@@ -1,12 +1,17 @@
 """Which EfficientNet-Lite0 features carry colour and shape: probe accuracy on single-object synthetic shapes.
 
-A per-token Linear-GELU-Linear probe, max-pooled over the 49 tokens, is trained with the class labels on
-train-split images and scored on test-split images, for each layout the MLP adapter can be given.
+A per-token Linear-GELU-Linear probe, max-pooled over the tokens, is trained with the class labels on
+train-split images and scored on test-split images, for each layout the MLP adapter can be given, and with
+`python bench/feature_probe.py [--encoder NAME] FOLDER ...` for what trained adapters (any family) hand the
+LLM: their output tokens (how much colour and shape a training stage kept).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -17,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from train.data.shapes import COLOURS, SHAPES, shapes_samples  # noqa: E402
 from train.features import FeatureCache  # noqa: E402
-from vlm_demo.adapters import build_adapter  # noqa: E402
+from vlm_demo.adapters import build_adapter, load_adapter  # noqa: E402
 from vlm_demo.encoders import EncoderOutput, build_encoder  # noqa: E402
 
 LAYOUTS = {  # name -> MLP adapter options (the adapter's input is what the probe sees)
@@ -68,18 +73,35 @@ def probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, te
 
 
 def main() -> None:
-    encoder = build_encoder("efficientnet-lite0")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("adapters", nargs="*", help="trained adapter folders to probe the output tokens of")
+    parser.add_argument("--encoder", default="efficientnet-lite0", help="the encoder the adapters were trained on")
+    args = parser.parse_args()
+    encoder = build_encoder(args.encoder)
     cache = FeatureCache(encoder, keep_stages=True)
     train_features, train_colour, train_shape = split(encoder, cache, "train", 3000)
     test_features, test_colour, test_shape = split(encoder, cache, "test", 500)
     print(f"single-object images: {len(train_colour)} train, {len(test_colour)} test; "
           f"chance: colour {1 / len(COLOURS):.3f}, shape {1 / len(SHAPES):.3f}")
-    for name, options in LAYOUTS.items():
-        train_x = adapter_inputs(encoder, options, train_features)
-        test_x = adapter_inputs(encoder, options, test_features)
+    if args.adapters:
+        inputs = {folder: adapter_outputs(load_adapter(folder)) for folder in args.adapters}
+    else:
+        inputs = {name: partial(adapter_inputs, encoder, options) for name, options in LAYOUTS.items()}
+    for name, make in inputs.items():
+        train_x, test_x = make(train_features), make(test_features)
         colour = probe(train_x, train_colour, test_x, test_colour, len(COLOURS))
         shape = probe(train_x, train_shape, test_x, test_shape, len(SHAPES))
         print(f"{name:55s} width {train_x.shape[-1]:5d}: colour {colour:.3f}  shape {shape:.3f}", flush=True)
+
+
+def adapter_outputs(adapter) -> Callable[[EncoderOutput], torch.Tensor]:
+    """The adapter's output tokens for a batch of features (what the LLM is given)."""
+    adapter.eval()
+
+    def outputs(features: EncoderOutput) -> torch.Tensor:
+        with torch.no_grad():
+            return adapter(features).float()
+    return outputs
 
 
 if __name__ == "__main__":
