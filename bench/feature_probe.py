@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def main() -> None:
     print(f"single-object images: {len(train_colour)} train, {len(test_colour)} test; "
           f"chance: colour {1 / len(COLOURS):.3f}, shape {1 / len(SHAPES):.3f}")
     if args.adapters:
-        inputs = {folder: adapter_outputs(load_adapter(folder)) for folder in args.adapters}
+        inputs = {folder: partial(adapter_outputs, load_adapter(folder).eval()) for folder in args.adapters}
     else:
         inputs = {name: partial(adapter_inputs, encoder, options) for name, options in LAYOUTS.items()}
     for name, make in inputs.items():
@@ -94,14 +93,10 @@ def main() -> None:
         print(f"{name:55s} width {train_x.shape[-1]:5d}: colour {colour:.3f}  shape {shape:.3f}", flush=True)
 
 
-def adapter_outputs(adapter) -> Callable[[EncoderOutput], torch.Tensor]:
-    """The adapter's output tokens for a batch of features (what the LLM is given)."""
-    adapter.eval()
-
-    def outputs(features: EncoderOutput) -> torch.Tensor:
-        with torch.no_grad():
-            return adapter(features).float()
-    return outputs
+def adapter_outputs(adapter, features: EncoderOutput) -> torch.Tensor:
+    """A trained adapter's output tokens (what the LLM is given)."""
+    with torch.no_grad():
+        return adapter(features).float()
 
 
 if __name__ == "__main__":

@@ -185,11 +185,10 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     else:
         groups = [{"params": trainable_of(adapter), "lr": config.train.lr},
                   {"params": trainable_of(*parts.extra_trainable), "lr": parts.llm_lr}]
-    trainable = [p for group in groups for p in group["params"]]
     if encoder_trains:
         set_training(encoder)
         groups.append({"params": trainable_of(encoder), "lr": config.model.encoder_lr})
-        trainable = trainable + groups[-1]["params"]
+    trainable = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW(groups, weight_decay=config.train.weight_decay)
     batch_size = config.train.batch_size
     order = EpochOrder(len(samples), config.train.seed)
