@@ -1,5 +1,6 @@
 """`python -m train align|caption|decoder|eval|ship|push --config FILE.toml [key=value ...]`, `python -m train
-analyse ...`, `python -m train study [CLAIM ...]`.
+analyse ...`, `python -m train study [CLAIM ...]`, `python -m train leaderboard [--check]` (README.md's table of
+the shipped adapters).
 
 Several processes (GPUs): `accelerate launch --multi_gpu --num_processes N -m train caption --config ...`."""
 
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
         from train.study.cli import main as study
 
         return study(argv[1:])
+    if argv[:1] == ["leaderboard"]:
+        from train.leaderboard import main as leaderboard
+
+        return leaderboard(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     parser.add_argument("stage", choices=["align", "caption", "decoder", "eval", "analyse", "ship", "push"],
                         help="align: no LLM forward (EMD or distillation); caption: CE through the LLM; "

@@ -1,4 +1,6 @@
-"""Ship a trained adapter: copy it into assets/adapters/ with a model card and a loss-curve image."""
+"""Ship a trained adapter: copy it into assets/adapters/ with a model card and a loss-curve image. The card's front
+matter carries the held-out metrics (`model-index`) and the training record (`training`: one entry per stage) that
+`vlm_demo.leaderboard` reads."""
 
 from __future__ import annotations
 
@@ -16,25 +18,9 @@ from vlm_demo.adapters import LORA_FOLDER
 from vlm_demo.combos import ADAPTERS_DIR
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HUB_ID
+from vlm_demo.leaderboard import CARD_METRICS, stage_records
 from vlm_demo.llms import LLMS
 
-CARD_METRICS = [
-    ("shapes_attributes", "single_object_colour_and_shape", "shapes captions: colour and shape both right (1 object)"),
-    ("shapes_attributes", "colour", "shapes captions: every colour named"),
-    ("shapes_attributes", "shape", "shapes captions: every shape named"),
-    ("shapes_attributes", "count", "shapes captions: count right"),
-    ("vqa_exact_match", "overall", "shapes VQA exact match (all types)"),
-    ("digits_accuracy", "lenient", "digits accuracy, class named (thesis)"),
-    ("digits_accuracy", "strict", "digits accuracy, strict"),
-    ("digits_accuracy", "majority_class_baseline", "digits: always answering the commonest class"),
-    ("textiles_accuracy", "lenient", "textiles accuracy, class named (thesis)"),
-    ("textiles_accuracy", "strict", "textiles accuracy, strict"),
-    ("textiles_accuracy", "majority_class_baseline", "textiles: always answering the commonest class"),
-    ("caption", "bleu4", "shapes caption BLEU-4 (sacrebleu)"),
-    ("caption", "cider", "shapes caption CIDEr-D"),
-    ("photos_object_named", "score", "everyday photos: the caption names the main object"),
-    ("photos_object_named", "encoder_top1_baseline", "everyday photos: the encoder's top-1 ImageNet label names it"),
-]
 DATA_WORDS = {"shapes": "synthetic shapes", "digits": "handwritten digits", "textiles": "three textile classes",
               "emoji": "emoji drawings", "clipart": "clip-art drawings"}
 OPEN_WORLD = {"emoji", "clipart"}
@@ -134,8 +120,9 @@ def assemble(config: TrainConfig, target: Path) -> None:
     (target / "README.md").write_text(_card(config, metrics, summaries, runs) + _photo_table(target))
 
 
-def card_metadata(config: TrainConfig, metrics: dict) -> ModelCardData:
-    """Hub metadata: base models by hub id, hub data sets trained on, held-out metrics as eval results."""
+def card_metadata(config: TrainConfig, metrics: dict, training: list[dict] | None = None) -> ModelCardData:
+    """Hub metadata: base models by hub id, hub data sets trained on, held-out metrics as eval results, and the
+    training record (`training`: stage, run, steps, batch, lr, llm_mode, minutes, device, trainable_parameters)."""
     specs = (LLMS.get(config.model.llm), ENCODERS.get(config.model.encoder))
     bases = [spec.hub_id for spec in specs if spec is not None and spec.hub_id]
     if config.model.llm not in LLMS and HUB_ID.match(config.model.llm) and not Path(config.model.llm).exists():
@@ -149,7 +136,7 @@ def card_metadata(config: TrainConfig, metrics: dict) -> ModelCardData:
     return ModelCardData(base_model=bases or None, datasets=datasets or None, library_name="vlm_demo",
                          license="apache-2.0", tags=["vision-language-adapter", "vlm_demo"],
                          pipeline_tag="image-to-text", model_name=f"{config.name} adapter",
-                         eval_results=results or None)
+                         eval_results=results or None, training=training or None)
 
 
 def _photo_table(folder: Path) -> str:
@@ -243,7 +230,7 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
                            f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
                            f"on {summary.get('device', '?')}")
     return f"""---
-{card_metadata(config, metrics).to_yaml()}
+{card_metadata(config, metrics, stage_records(summaries, runs)).to_yaml()}
 ---
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 

@@ -1,14 +1,13 @@
-"""The Models tab: the model card, loss curve and parameter count of every adapter checkpoint in assets/adapters, and
-adapters pushed to the hub, fetched and loaded by id."""
+"""The Models tab: a sortable leaderboard of the shipped adapters (vlm_demo.leaderboard), the model card, loss curve
+and parameter count of every adapter checkpoint in assets/adapters, and adapters pushed to the hub, fetched and loaded
+by id."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
-import math
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,12 @@ import gradio as gr
 from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id
+from vlm_demo.leaderboard import HEADERS, NOTE, NUMERIC, leaderboard, rows, safetensors_parameters
 from vlm_demo.llms import LLMS
 from vlm_demo.ui.status import human_count
 
+LEADERBOARD_WIDTHS = {"family": "70px", "encoder": "130px", "LLM": "130px", "trainable params (M)": "104px",
+                      "image tokens": "80px", "recipe (stage steps, LLM)": "280px"}  # the others 92px
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "loss_curve.png")  # the first two are required
 
 PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
@@ -41,19 +43,6 @@ class Card:
     readme: str
     loss_curve: Path | None
     parameters: int | None
-
-
-def safetensors_parameters(path: Path) -> int | None:
-    """Number of weights in a safetensors file, read from its header (nothing is loaded)."""
-    try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100_000_000:
-                return None
-            header = json.loads(handle.read(length))
-        return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
-        return None
 
 
 def read_card(folder: Path) -> Card | None:
@@ -161,11 +150,17 @@ def show(name: str | None) -> tuple[str, str, Any]:
     return facts, text, gr.update(value=curve, visible=curve is not None)
 
 
-def refresh() -> tuple[Any, str, str, str, Any]:
+def leaderboard_table() -> dict[str, Any]:
+    """The shipped adapters' leaderboard as a Dataframe value (numbers stay numbers, so columns sort by value)."""
+    return {"headers": HEADERS, "data": rows(leaderboard())}
+
+
+def refresh() -> tuple[Any, Any, str, str, str, Any]:
     cards = shipped_cards()
     names = [card.name for card in cards]
     value = names[0] if names else None
-    return (gr.update(choices=names, value=value, visible=bool(names)), overview_html(cards), *show(value))
+    return (gr.update(choices=names, value=value, visible=bool(names)), leaderboard_table(), overview_html(cards),
+            *show(value))
 
 
 class HubCardError(ValueError):
@@ -231,6 +226,13 @@ def build() -> None:
     gr.Markdown("Every registered combination and whether its trained adapter ships with the app. Pick a shipped "
                 "checkpoint to read its card: data, stages, steps, held-out metrics and loss curve.",
                 elem_classes=["vd-lead"])
+    board = leaderboard_table()
+    gr.Markdown(f"**Leaderboard of the shipped adapters** (sort by any column from its header's ⋮ menu). {NOTE}",
+                elem_classes=["vd-note"], elem_id="vd-leaderboard-note")
+    table = gr.Dataframe(board, headers=HEADERS, datatype=["number" if h in NUMERIC else "str" for h in HEADERS],
+                         interactive=False, wrap=True, visible=bool(board["data"]), pinned_columns=1,
+                         column_widths=[LEADERBOARD_WIDTHS.get(h, "92px") for h in HEADERS], elem_id="vd-leaderboard",
+                         label="Leaderboard", show_label=False)
     overview = gr.HTML(overview_html(cards), elem_id="vd-models-table")
     with gr.Row(equal_height=False):
         picker = gr.Dropdown(names, value=names[0] if names else None, label="Model card", visible=bool(names),
@@ -250,6 +252,6 @@ def build() -> None:
     hub_status = gr.Markdown(elem_id="vd-hub-status")
     text = gr.Markdown(text0, elem_id="vd-card-text")
     picker.change(show, picker, [facts, text, curve], api_name="model_card", queue=False)
-    reload.click(refresh, None, [picker, overview, facts, text, curve], api_visibility="private", queue=False)
+    reload.click(refresh, None, [picker, table, overview, facts, text, curve], api_visibility="private", queue=False)
     fetch.click(load_from_hub, hub_id, [facts, text, curve, hub_status], api_name="load_hub_adapter",
                 concurrency_limit=1)

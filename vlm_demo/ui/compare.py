@@ -1,4 +1,5 @@
-"""The Compare tab: one image and prompt through 2-4 adapters on the same encoder, LLM and seed, side by side."""
+"""The Compare tab: one image and prompt through 2-4 adapters on the same encoder, LLM and seed, side by side; each
+column says how its adapter was trained and its main held-out score (vlm_demo.leaderboard)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import trained_families
+from vlm_demo.combos import Combo, trained_families
+from vlm_demo.leaderboard import entry_for
 from vlm_demo.pipeline import DEFAULT_PROMPT, MAX_MESSAGE_CHARS
 from vlm_demo.ui.common import (
     DEFAULT,
@@ -38,6 +40,27 @@ def default_picks(encoder: str, llm: str) -> list[str]:
         if kind not in picks:
             picks.append(kind)
     return picks[:3]
+
+
+UNTRAINED = "untrained (random adapter)"
+
+
+def column_facts(combo: Combo) -> dict[str, str | None]:
+    """A column's recipe and main held-out score from the leaderboard; untrained combinations say so."""
+    if not combo.trained:
+        return {"recipe": UNTRAINED, "held_out": None}
+    entry = entry_for(combo.checkpoint)
+    if entry is None:
+        return {"recipe": "trained checkpoint (no card recipe)", "held_out": None}
+    main = entry.main_score
+    return {"recipe": entry.recipe, "held_out": f"held-out {main[0]} {main[1]:.2f}" if main else None}
+
+
+def facts_line(result: dict[str, Any]) -> str:
+    if not result.get("recipe"):
+        return ""
+    score = f' · <b>{html.escape(result["held_out"])}</b>' if result.get("held_out") else ""
+    return f'<div class="vd-recipe vd-note">{html.escape(result["recipe"])}{score}</div>'
 
 
 def _key(word: str) -> str:
@@ -78,7 +101,7 @@ def render(results: list[dict[str, Any]], pending: list[str]) -> str:
         else:
             note, stats = "", '<div class="vd-stats"><span>generating\u2026</span></div>'
         cards.append(f'<div class="vd-card"><div class="vd-card-head"><span class="vd-card-title">'
-                     f'{html.escape(result["adapter"])}</span>{badge}</div>'
+                     f'{html.escape(result["adapter"])}</span>{badge}</div>{facts_line(result)}'
                      f'<div class="vd-caption">{body or "&nbsp;"}</div>{note}{stats}</div>')
     for name in pending:
         cards.append(f'<div class="vd-card vd-pending"><div class="vd-card-head"><span class="vd-card-title">'
@@ -127,7 +150,7 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
         result = {"adapter": combo.adapter, "trained": combo.trained, "caption": "", "tokens": 0, "ttft_s": 0.0,
                   "tokens_per_s": 0.0, "seconds": 0.0, "parameters": vlm.adapter.num_parameters(),
                   "image_tokens": vlm.adapter.num_output_tokens, "llm_lora": vlm.lora is not None,
-                  "done": False}
+                  **column_facts(combo), "done": False}
         results.append(result)
         start, first = time.perf_counter(), None
         for piece in vlm.chat(picture, question, None, options, cancelled=gone):
@@ -147,7 +170,9 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
 def build(controls: Controls) -> None:
     """Render the Compare tab's body."""
     gr.Markdown("Run the same image and prompt through **2\u20134 adapters** on the encoder and LLM picked on the "
-                "left, with the same seed. Words found in no other column are <mark>highlighted</mark>.",
+                "left, with the same seed. Words found in no other column are <mark>highlighted</mark>. Each "
+                "column names its adapter's training recipe and main held-out score (test split); different recipes "
+                "are not directly comparable.",
                 elem_classes=["vd-lead"])
     with gr.Row():
         adapters = gr.Dropdown(adapter_choices(DEFAULT.encoder, DEFAULT.llm), value=default_picks(DEFAULT.encoder,
