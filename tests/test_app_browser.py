@@ -241,11 +241,14 @@ def test_compare_tab_puts_adapters_side_by_side(page):
     shot(page, "compare")
 
 
-def test_models_tab_lists_the_combinations(page):
+def test_models_tab_shows_the_leaderboard_and_lists_the_combinations(page):
     page.get_by_role("tab", name="Models").click()
     table = page.locator("#vd-models-table table")
     table.wait_for()
     assert table.locator("tbody tr").count() >= 8
+    board = page.locator("#vd-leaderboard")
+    assert "shapes colour + shape" in board.inner_text() and "recipe" in board.inner_text()
+    assert "not directly comparable" in page.locator("#vd-leaderboard-note").inner_text()
     page.wait_for_timeout(500)
     shot(page, "models")
 

@@ -66,8 +66,8 @@ def test_every_shipped_adapter_is_on_the_leaderboard_with_recipe_scores_and_minu
                                                                           3_397_952 + 921_600)
     assert mlp.recipe == "align 2940 \u2192 caption 1200 frozen \u2192 caption 600 LoRA"
     assert mlp.minutes == pytest.approx(6.6 + 71.8 + 40.0)
-    assert mlp.main_score == ("shapes colour+shape", 0.6) and mlp.score("shapes VQA") == 0.485
-    best = [entry.score("shapes colour+shape") for entry in lb.leaderboard()]
+    assert mlp.main_score == ("shapes colour + shape", 0.6) and mlp.score("shapes VQA") == 0.485
+    best = [entry.score("shapes colour + shape") for entry in lb.leaderboard()]
     assert best == sorted(best, reverse=True)
 
 
@@ -150,7 +150,7 @@ def test_compare_columns_name_their_recipe_and_held_out_score_or_say_untrained(t
     shipped = column_facts(Combo("mlp", "efficientnet-lite0-swish", "mlp", "smollm2-135m-instruct",
                                  checkpoint=SWISH_MLP))
     assert shipped == {"recipe": "align 2940 \u2192 caption 1200 frozen \u2192 caption 600 LoRA",
-                       "held_out": "held-out shapes colour+shape 0.60"}
+                       "held_out": "held-out shapes colour + shape 0.60"}
     untrained = column_facts(Combo("perceiver", "efficientnet-lite0-swish", "perceiver", "smollm2-135m-instruct"))
     assert untrained == {"recipe": UNTRAINED, "held_out": None}
     copy = tmp_path / "copy"
@@ -160,5 +160,5 @@ def test_compare_columns_name_their_recipe_and_held_out_score_or_say_untrained(t
     columns = [{"adapter": "mlp", "trained": True, "caption": "A red circle", **shipped},
                {"adapter": "perceiver", "trained": False, "caption": "A", **untrained}]
     board = render(columns, [])
-    assert "caption 600 LoRA \u00b7 <b>held-out shapes colour+shape 0.60</b>" in board
+    assert "caption 600 LoRA \u00b7 <b>held-out shapes colour + shape 0.60</b>" in board
     assert "untrained (random adapter)</div>" in board

@@ -41,7 +41,7 @@ CARD_METRICS = [
 ]
 # The leaderboard's held-out columns: column title -> card metric name. The first one a card carries is its main score.
 SCORES = {
-    "shapes colour+shape": CARD_METRICS[0][2],
+    "shapes colour + shape": CARD_METRICS[0][2],
     "shapes VQA": CARD_METRICS[4][2],
     "digits": CARD_METRICS[5][2],
     "textiles": CARD_METRICS[8][2],
