@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,10 @@ def test_compare_columns_name_their_recipe_and_held_out_score_or_say_untrained(t
     board = render(columns, [])
     assert "caption 600 LoRA \u00b7 <b>held-out shapes colour + shape 0.60</b>" in board
     assert "untrained (random adapter)</div>" in board
+
+
+def test_the_leaderboard_module_loads_without_gradio_or_the_ui_for_the_train_package():
+    code = ("import sys, vlm_demo.leaderboard, train.leaderboard; "
+            "print(sorted(m for m in ('gradio', 'vlm_demo.ui') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
