@@ -95,3 +95,16 @@ train-tinylm-progressive: install debs
 	$(PY) -m train caption --config train/configs/tinylm.toml
 	$(PY) -m train eval --config train/configs/tinylm.toml
 	$(PY) -m train ship --config train/configs/tinylm.toml
+
+## Every family on one recipe (issue 14, part 3; train/configs/family.toml: 1200 frozen-LLM caption steps, no align,
+## no LoRA): make family-query | family-attention | ... | family-dinov2-mlp, or `make families` for all of them
+## (about half an hour each on a 2-core CPU). The mlp folder keeps its recipe in its name: the default mlp adds LoRA.
+FAMILIES = mlp linear query attention perceiver multistage tinylm dinov2-mlp
+SHIP_AS_mlp = ship_as=efficientnet-lite0--mlp--smollm2-135m-instruct--family-recipe
+family = --config train/configs/family.toml model.combo=$1 name=$1 output_dir=runs/family-$1
+.PHONY: families
+families: $(addprefix family-,$(FAMILIES))
+family-%: install debs
+	$(PY) -m train caption $(call family,$*)
+	$(PY) -m train eval $(call family,$*)
+	$(PY) -m train ship $(call family,$*) $(SHIP_AS_$*)

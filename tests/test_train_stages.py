@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,31 @@ def test_padding_in_caption_embeddings_is_ignored():
     ("caption.llm_mode=\"full\"", "'caption.llm_mode' must be one of"),
     ("train.batch_size=0", "'train.batch_size' must be positive"),
     ("data.train=[{count=3}]", "needs a 'name'"),
+    ("model.combo=nope", "'model.combo' must be a registered combination, got 'nope'"),
 ])
 def test_bad_config_fails_at_start_with_a_clear_message(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override])
+
+
+def test_model_combo_supplies_the_combinations_parts_and_explicit_keys_win():
+    from vlm_demo.combos import COMBOS
+
+    model = load_config(None, ["model.combo=query"]).model
+    assert (model.encoder, model.adapter, model.llm) == (COMBOS["query"].encoder, "query", COMBOS["query"].llm)
+    assert model.adapter_options == COMBOS["query"].adapter_options
+    assert load_config(None, ["model.combo=query", "model.adapter_options={num_queries=4}"]).model.adapter_options == {
+        "num_queries": 4}
+
+
+def test_every_family_of_the_family_recipe_trains_on_the_same_data_steps_and_llm_mode():
+    families = re.search(r"^FAMILIES = (.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)[1].split()
+    configs = [load_config(ROOT / "train/configs/family.toml", [f"model.combo={name}"]) for name in families]
+    assert {config.model.adapter for config in configs} >= {"mlp", "linear", "query", "attention", "perceiver",
+                                                            "multistage", "tinylm"}
+    recipes = {json.dumps([config.data.train, asdict(config.train), config.caption.llm_mode, config.model.init_from])
+               for config in configs}
+    assert len(recipes) == 1 and configs[0].caption.llm_mode == "frozen"
 
 
 def test_cli_reports_bad_config_with_exit_status_2(tmp_path):
@@ -286,6 +308,10 @@ def test_ship_writes_a_card_covering_every_stage(tiny_llm_dir, tmp_path, monkeyp
     assert list(record["stages"]) == list(record["losses"]) == ["align (align)", "caption (caption)", "caption (more)"]
     assert all(steps for steps, _ in record["losses"].values())
     assert "**caption (more)**" in (reshipped / "README.md").read_text()
+    renamed = card.ship(load_config(None, [*more, 'ship_as="tiny--recipe-b"']))
+    assert renamed == tmp_path / "assets" / "tiny--recipe-b" and (renamed / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="plain folder name"):
+        card.ship(load_config(None, [*more, 'ship_as="../elsewhere"']))
 
 
 def test_a_lora_run_continues_the_lora_it_starts_from_and_ships_it(tiny_llm_dir, tmp_path, monkeypatch):

@@ -87,9 +87,12 @@ def shipped_history(stages: dict[str, Path]) -> dict:
 
 
 def ship(config: TrainConfig) -> Path:
-    """Copy output_dir/adapter to assets/adapters/<encoder>--<name>--<llm>/ with README.md and loss_curve.png; the
-    folder is filled beside the old one and swapped in by renames, so a failure leaves the shipped adapter as it was."""
-    target = ADAPTERS_DIR / f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}"
+    """Copy output_dir/adapter to assets/adapters/<encoder>--<adapter>--<llm>/ (or `ship_as`) with README.md and
+    loss_curve.png; the folder is filled beside the old one and swapped in by renames, so a failure leaves the shipped
+    adapter as it was."""
+    if config.ship_as and (Path(config.ship_as).name != config.ship_as or config.ship_as.startswith(".")):
+        raise ValueError(f"ship_as must be a plain folder name under {ADAPTERS_DIR}, got {config.ship_as!r}")
+    target = ADAPTERS_DIR / (config.ship_as or f"{config.model.encoder}--{config.model.adapter}--{config.model.llm}")
     with atomic_folder(target) as staging:
         assemble(config, staging)
     return target

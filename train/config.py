@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
+    combo: str = ""  # a registered combination (vlm_demo.combos) supplying encoder, adapter, llm and adapter_options
     encoder: str = "efficientnet-lite0"
     adapter: str = "mlp"
     llm: str = "smollm2-135m-instruct"
@@ -87,6 +88,7 @@ class EvalConfig:
 class TrainConfig:
     name: str = "run"
     output_dir: str = "runs/run"
+    ship_as: str = ""  # the folder under assets/adapters that `ship` writes (default: <encoder>--<adapter>--<llm>)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
@@ -160,6 +162,22 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def _fill_from_combo(values: dict[str, Any]) -> None:
+    """`model.combo`: the registered combination's encoder, adapter, llm and adapter_options, unless set explicitly."""
+    model = values.get("model")
+    if not isinstance(model, dict) or not model.get("combo"):
+        return
+    from vlm_demo.combos import COMBOS
+
+    combo = COMBOS.get(str(model["combo"]))
+    if combo is None:
+        raise ConfigError(f"'model.combo' must be a registered combination, got {model['combo']!r}; known: "
+                          f"{', '.join(COMBOS)}")
+    for key in ("encoder", "adapter", "llm"):
+        model.setdefault(key, getattr(combo, key))
+    model.setdefault("adapter_options", dict(combo.adapter_options))
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a TOML config (or the defaults), apply overrides, and validate everything."""
     values: dict[str, Any] = {}
@@ -178,6 +196,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             if not isinstance(target, dict):
                 raise ConfigError(f"override '{text}': '{key}' is not a table")
         target[keys[-1]] = value
+    _fill_from_combo(values)
     config = _build(TrainConfig, values)
     for entry in config.data.train + config.data.eval + config.data.val:
         if "name" not in entry:
