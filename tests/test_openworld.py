@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from train.data import load_dataset
-from train.data.openworld import CLIPART_ROOT, EMOJI_FONT, HEAD_CAPTION, PHOTOS
+from train.data.openworld import CLIPART_ROOT, EMOJI_FONT, HEAD_CAPTION, PHOTOS, place
 from train.evaluate import compute_metrics, names_object
 from train.pseudo_captions import GROUPS, head_caption, write_head_captions
 from vlm_demo.encoders import ClassHead, EncoderOutput, build_encoder
@@ -74,6 +76,29 @@ def test_drawings_get_pseudo_captions_from_the_head_and_unsure_ones_are_dropped(
     assert "tabby cat" in kept[0].target and drawings[0].meta["caption_from"] == HEAD_CAPTION
     with pytest.raises(ValueError, match="own classifier"):
         write_head_captions(drawings, features, rows, None)
+
+
+def test_scene_backdrops_are_photo_like_deterministic_and_keep_the_drawing():
+    sticker = Image.new("RGBA", (60, 60), (0, 0, 0, 0))
+    sticker.paste((220, 20, 20, 255), (10, 10, 50, 50))
+    plain, busy = place(sticker, random.Random(3)), place(sticker, random.Random(3), backdrop="scene")
+    assert busy.tobytes() == place(sticker, random.Random(3), backdrop="scene").tobytes()
+    def spread(picture):  # colour variation of the background outside the drawing's bounding box
+        pixels = np.asarray(picture, dtype=np.float32)
+        return float(np.std(pixels[:, :, 1][(pixels[:, :, 0] - pixels[:, :, 1]) < 100]))
+
+    assert spread(busy) > 3 * max(spread(plain), 1.0)
+    reds = np.asarray(busy, dtype=np.float32)
+    assert ((reds[:, :, 0] - reds[:, :, 1]) > 100).mean() > 0.05  # the red square is still there
+    with pytest.raises(ValueError, match="backdrop must be one of plain, scene"):
+        place(sticker, random.Random(0), backdrop="jungle")
+
+
+def test_drawings_on_scene_backdrops_are_separate_samples_of_the_same_drawings():
+    plain, scenes = _drawings_or_skip("emoji"), load_dataset("emoji", "train", 2, backdrop="scene")
+    assert [s.meta["name"] for s in scenes] == [s.meta["name"] for s in plain]
+    assert all(a.image_id != b.image_id for a, b in zip(plain, scenes))
+    assert scenes[0].load_image().size == (224, 224)
 
 
 def _drawings_or_skip(name: str) -> list:

@@ -232,13 +232,19 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
                            f"{summary.get('batch_size', '?')} (lr {run['train']['lr']}) from a training set of "
                            f"{summary.get('samples', '?')} samples, {summary.get('train_seconds', 0) / 60:.1f} min "
                            f"on {summary.get('device', '?')}")
+    reproduce, recipe = f"make train-{config.name}", ""
+    if config.model.combo:  # the family recipe (train/configs/family.toml)
+        reproduce = f"make family-{config.model.combo}"
+        recipe = ("\n\nTrained with the family recipe (`train/configs/family.toml`): the same data, steps, learning "
+                  "rate and seed as every other family on the leaderboard, so differences between them are the "
+                  "families'.")
     return f"""---
 {card_metadata(config, metrics, stage_records(summaries, runs)).to_yaml()}
 ---
 # `{config.name}` adapter: {config.model.encoder} -> {config.model.adapter} -> {config.model.llm}
 
 A `{config.model.adapter}` adapter that turns `{config.model.encoder}` image features into pseudo-tokens for
-`{config.model.llm}`{lora_note}. Trained on a 2-core CPU with a small budget. {world}
+`{config.model.llm}`{lora_note}. Trained on a 2-core CPU with a small budget. {world}{recipe}
 
 - Trainable parameters: {params}
 - Options: `{json.dumps(config.model.adapter_options) if config.model.adapter_options else "defaults"}`
@@ -261,5 +267,5 @@ colour, shape, position), "What digit is this?", and the textile defect question
 ## Known limits
 {chr(10).join(limits) or "- None measured beyond the small training budget."}
 
-Reproduce: `make train-{config.name}` (config `train/configs/`), then `python -m train eval --config ...`.
+Reproduce: `{reproduce}` (configs in `train/configs/`; the make target trains, evaluates and ships).
 """
