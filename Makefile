@@ -56,28 +56,21 @@ soak: install  ## 16 clients for 5 minutes against app.py on loopback (not part 
 	$(PY) bench/soak.py
 
 ## Train, evaluate and ship one adapter as shipped: make train-mlp | train-label | train-linear | train-query
-## (align without the LLM, then caption through the frozen LLM, then for some more caption stages: three LoRA stages for mlp,
-## 250 more frozen steps for label; hours on a 2-core CPU, minutes on a GPU).
-ALIGN_EPOCHS_mlp = 6
+## (align without the LLM, then caption through the frozen LLM; label skips align and runs 250 more frozen steps; mlp,
+## the default, is the family recipe's mlp plus a LoRA stage; hours on a 2-core CPU, minutes on a GPU).
 SKIP_ALIGN_label = 1
-STAGE2_mlp = model.init_from=runs/mlp-caption/adapter 'caption.llm_mode="lora"' \
-	train.max_steps=600 train.lr=5e-4 train.warmup_steps=10
-STAGE3_mlp = model.init_from=runs/mlp-stage2/adapter 'caption.llm_mode="lora"' train.max_steps=600 train.lr=3e-4 \
-	train.warmup_steps=10 'data.train=[{name="shapes",count=3000,vqa_per_image=1},{name="digits",count=1400},\
-	{name="textiles",count=900},{name="emoji",count=600},{name="clipart",count=1200}]'
-STAGE4_mlp = model.init_from=runs/mlp-stage3/adapter 'caption.llm_mode="lora"' train.max_steps=500 train.lr=3e-4 \
-	train.warmup_steps=10 'data.train=[{name="shapes",count=3000,vqa_per_image=2},{name="digits",count=1400},\
-	{name="textiles",count=900},{name="emoji",count=400},{name="clipart",count=800}]'
 STAGE2_label = model.init_from=runs/label-caption/adapter train.max_steps=250 train.warmup_steps=10
-last_run = $(if $(STAGE4_$1),output_dir=runs/$1-stage4,$(if $(STAGE3_$1),output_dir=runs/$1-stage3,$(if \
-	$(STAGE2_$1),output_dir=runs/$1-stage2)))
+last_run = $(if $(STAGE2_$1),output_dir=runs/$1-stage2)
+train-mlp: install debs
+	$(PY) -m train caption $(call family,mlp)
+	$(PY) -m train caption --config train/configs/mlp.toml
+	$(PY) -m train eval --config train/configs/mlp.toml
+	$(PY) -m train ship --config train/configs/mlp.toml
 train-%: install debs
 	$(if $(SKIP_ALIGN_$*),,$(PY) -m train align --config train/configs/$*.toml output_dir=runs/$*-align 'model.init_from=""' \
-		train.epochs=$(or $(ALIGN_EPOCHS_$*),1) train.max_steps=0 train.batch_size=16 train.lr=1e-3 train.save_every=200)
+		train.epochs=1 train.max_steps=0 train.batch_size=16 train.lr=1e-3 train.save_every=200)
 	$(PY) -m train caption --config train/configs/$*.toml
 	$(if $(STAGE2_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-stage2 $(STAGE2_$*))
-	$(if $(STAGE3_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-stage3 $(STAGE3_$*))
-	$(if $(STAGE4_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-stage4 $(STAGE4_$*))
 	$(PY) -m train eval --config train/configs/$*.toml $(call last_run,$*)
 	$(PY) -m train ship --config train/configs/$*.toml $(call last_run,$*)
 

@@ -89,7 +89,15 @@ def test_a_folder_without_a_card_still_gets_a_row_with_dashes(tmp_path):
     entry = lb.read_entry(folder)
     assert entry.recipe == "not recorded" and entry.minutes is None and entry.parameters == 1152 * 1280
     row = lb.markdown([entry]).splitlines()[-1]
-    assert row.startswith("| linear | efficientnet-lite0 |") and row.count("\u2014") == len(lb.SCORES) + 1
+    assert row.startswith("| linear | linear | efficientnet-lite0 |") and row.count("\u2014") == len(lb.SCORES) + 1
+
+
+def test_rows_name_the_combination_that_runs_the_checkpoint_and_mark_the_default():
+    from vlm_demo.combos import COMBOS
+
+    assert lb.combination_of(COMBOS["default"].checkpoint).endswith(" (default)")
+    assert lb.combination_of(COMBOS["query"].checkpoint) == "query"
+    assert lb.combination_of("someone--mlp--elses") == "someone--mlp--elses"
 
 
 def test_shipping_writes_a_training_record_and_metrics_into_the_front_matter_that_the_leaderboard_reads(tmp_path):

@@ -159,7 +159,9 @@ def _photo_table(folder: Path) -> str:
         caption = row["answer"].replace("|", "/").replace("\n", " ")
         lines.append(f"| {name} | {'yes' if names_object(row['answer'], list(keywords)) else 'no'} | {caption} |")
     return ("\n## Every held-out photo\n\nThe caption of each evaluation photo (greedy, as `train eval` ran it), and "
-            "whether it names the main object.\n\n| photo | named | caption |\n| --- | --- | --- |\n"
+            "whether it names the main object. The app's example photos (`assets/examples/`) are the four of them "
+            "that ship with scikit-image (chelsea, coffee, rocket, astronaut), picked before any adapter was trained "
+            "on drawings, not by how well one captions them.\n\n| photo | named | caption |\n| --- | --- | --- |\n"
             + "\n".join(lines) + "\n")
 
 
@@ -224,7 +226,8 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
     stage_lines = []
     for stage, summary in summaries.items():
         run = runs[stage]
-        data = ", ".join(f"{d['name']} ({d.get('count', 'all')} images)" for d in run["data"]["train"])
+        data = ", ".join(f"{d['name']}{' on photo-like backdrops' if d.get('backdrop') == 'scene' else ''} "
+                         f"({d.get('count', 'all')} images)" for d in run["data"]["train"])
         how = ("Earth Mover's Distance (POT, exact) between the adapter's tokens and the caption's token embeddings; "
                "no LLM forward" if run["stage"] == "align" else
                f"cross-entropy on the answer tokens through the {_llm_mode(run['caption'])}")

@@ -60,8 +60,8 @@ LEGACY_ENCODER = "efficientnet-lite0-swish"  # the features the first shipped ad
 
 
 def _combo(name: str, adapter: str, description: str, encoder: str = "efficientnet-lite0",
-           llm: str = "smollm2-135m-instruct", **options: Any) -> Combo:
-    return Combo(name, encoder, adapter, llm, checkpoint=f"{encoder}--{adapter}--{llm}",
+           llm: str = "smollm2-135m-instruct", suffix: str = "", **options: Any) -> Combo:
+    return Combo(name, encoder, adapter, llm, checkpoint=f"{encoder}--{adapter}--{llm}{suffix}",
                  adapter_options=options, description=description)
 
 
@@ -74,6 +74,9 @@ COMBOS: dict[str, Combo] = {
     for combo in [
         _combo("mlp", "mlp", "Linear-GELU-Linear per token (+ early stage detail for colour), 49 tokens, + the "
                "encoder's top-3 ImageNet classes as 12 label tokens", **_MLP, class_tokens=3),
+        _combo("mlp-family-recipe", "mlp", "the default mlp before its LoRA stage: trained with the family recipe "
+               "(1200 frozen-LLM caption steps) like every other family", **_MLP, class_tokens=3,
+               suffix="--family-recipe"),
         _combo("linear", "linear", "one Linear layer on the pooled vector, k=1 pseudo-token", num_tokens=1),
         _combo("query", "query", "32 learnable queries with self/cross-attention", **_QUERY),
         _combo("attention", "attention", "4 self-attention blocks over the 49 tokens"),
@@ -95,7 +98,7 @@ COMBOS: dict[str, Combo] = {
                encoder="siglip-base", llm="smollm2-360m-instruct", num_queries=64),
     ]
 }
-COMBOS["default"] = COMBOS["mlp-swish"]
+COMBOS["default"] = COMBOS["mlp"]
 DEFAULT_COMBO = "default"
 
 

@@ -21,8 +21,9 @@ from vlm_demo.leaderboard import HEADERS, NOTE, NUMERIC, leaderboard, rows, safe
 from vlm_demo.llms import LLMS
 from vlm_demo.ui.status import human_count
 
-LEADERBOARD_WIDTHS = {"family": "70px", "encoder": "130px", "LLM": "130px", "trainable params (M)": "104px",
-                      "image tokens": "80px", "recipe (stage steps, LLM)": "280px"}  # the others 92px
+LEADERBOARD_WIDTHS = {"combination": "120px", "family": "70px", "encoder": "130px", "LLM": "130px",
+                      "trainable params (M)": "104px", "image tokens": "80px",
+                      "recipe (stage steps, LLM)": "280px"}  # the others 92px
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "loss_curve.png")  # the first two are required
 
 PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
