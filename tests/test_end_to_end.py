@@ -50,6 +50,18 @@ def test_shipped_default_names_colour_and_shape_of_most_held_out_single_shapes(v
     assert sum(r["colour"] and r["shape"] for r in right) > len(singles) / 2, captions
 
 
+@pytest.mark.skipif(not get_combo("default").trained, reason="no default adapter shipped")
+def test_cli_caption_of_the_cat_photo_names_a_cat(tmp_path, photo):
+    from train.data.openworld import PHOTOS
+    from train.evaluate import names_object
+
+    photo.save(tmp_path / "chelsea.jpg")
+    result = subprocess.run([sys.executable, "-m", "vlm_demo", "caption", str(tmp_path / "chelsea.jpg")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert names_object(result.stdout, list(PHOTOS["chelsea"][2])), result.stdout
+
+
 def test_image_tokens_have_llm_width(vlm, photo):
     tokens = vlm.image_tokens([photo])
     assert tokens.shape == (1, vlm.adapter.num_output_tokens, 576) and torch.isfinite(tokens).all()
