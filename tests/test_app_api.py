@@ -12,6 +12,7 @@ from app_helpers import EXAMPLES, PHOTO, serve_app
 from PIL import Image
 
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO
+from vlm_demo.leaderboard import image_tokens
 
 pytestmark = pytest.mark.slow
 FAST = {"max_new_tokens": 6}
@@ -137,7 +138,8 @@ def test_alignment_plot_tables_baseline_and_ablation(client):
     names = [trace.get("name", "") for trace in figure["data"]]
     assert any(name.startswith("vocabulary") for name in names) and any("image tokens" in n for n in names)
     assert "Random baseline" in stats and "Nearest-token cosine" in stats
-    assert len(aggregate["data"]) == 10 and len(per_token["data"]) == 49
+    tokens = image_tokens(json.loads((Path(COMBOS[DEFAULT_COMBO].checkpoint_path) / "config.json").read_text()))
+    assert len(aggregate["data"]) == 10 and len(per_token["data"]) == tokens
     assert all(-1 <= row[2] <= 1 for row in aggregate["data"])
     assert caption and ablated and caption != "generating\u2026"
     shown = grid_map.get("value", grid_map)  # the client passes a visibility update through with its value
