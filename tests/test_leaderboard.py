@@ -179,3 +179,12 @@ def test_the_leaderboard_module_loads_without_gradio_or_the_ui_for_the_train_pac
             "print(sorted(m for m in ('gradio', 'vlm_demo.ui') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_models_tab_opens_on_the_default_adapters_card():
+    from vlm_demo.combos import COMBOS, DEFAULT_COMBO
+    from vlm_demo.ui.cards import first_card
+
+    default = COMBOS[DEFAULT_COMBO].checkpoint
+    assert first_card(["another", default]) == default
+    assert first_card(["another", "one"]) == "another" and first_card([]) is None

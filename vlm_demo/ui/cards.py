@@ -62,6 +62,12 @@ def read_card(folder: Path) -> Card | None:
     return Card(folder.name, folder, config, readme, curve, safetensors_parameters(folder / "model.safetensors"))
 
 
+def first_card(names: list[str]) -> str | None:
+    """The card shown first: the default combination's, else the first shipped one."""
+    default = COMBOS[DEFAULT_COMBO].checkpoint
+    return default if default in names else (names[0] if names else None)
+
+
 def shipped_cards(root: Path | None = None) -> list[Card]:
     """Every checkpoint folder under assets/adapters (or `root`)."""
     root = root or ADAPTERS_DIR
@@ -159,7 +165,7 @@ def leaderboard_table() -> dict[str, Any]:
 def refresh() -> tuple[Any, Any, str, str, str, Any]:
     cards = shipped_cards()
     names = [card.name for card in cards]
-    value = names[0] if names else None
+    value = first_card(names)
     return (gr.update(choices=names, value=value, visible=bool(names)), leaderboard_table(), overview_html(cards),
             *show(value))
 
@@ -236,10 +242,10 @@ def build() -> None:
                          label="Leaderboard", show_label=False)
     overview = gr.HTML(overview_html(cards), elem_id="vd-models-table")
     with gr.Row(equal_height=False):
-        picker = gr.Dropdown(names, value=names[0] if names else None, label="Model card", visible=bool(names),
+        picker = gr.Dropdown(names, value=first_card(names), label="Model card", visible=bool(names),
                              scale=4, elem_id="vd-card-picker")
         reload = gr.Button("\u21bb Rescan", size="sm", scale=1, min_width=100)
-    facts0, text0, curve0 = card_parts(names[0] if names else None)
+    facts0, text0, curve0 = card_parts(first_card(names))
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             facts = gr.HTML(facts0)
