@@ -115,7 +115,7 @@ def place(drawing: Image.Image, rng: random.Random, size: int = 224, backdrop: s
                              Image.LANCZOS)
     canvas = (scene(rng, size) if photo_like else Image.new("RGB", (size, size), _background(rng))).convert("RGBA")
     left, top = (rng.randint(min(0, size - side), max(0, size - side)) for side in drawing.size)
-    canvas.paste(drawing, (left, top), drawing)
+    canvas.alpha_composite(drawing, (max(0, left), max(0, top)), (max(0, -left), max(0, -top)))
     picture = canvas.convert("RGB")
     if photo_like:
         picture = ImageEnhance.Brightness(picture).enhance(rng.uniform(0.7, 1.2))
