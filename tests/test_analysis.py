@@ -173,7 +173,7 @@ def test_pca_view_and_figures_for_a_real_photo(vlm, photo, tmp_path):
 
     tokens = vlm.image_tokens([open_image(photo)])[0]
     view = figures.pca_view(vlm, {"chelsea": tokens}, {"reference": "A cat <b>on</b> a mat."}, vocab_sample=500)
-    assert view.vocab_xy.shape == (500, 2) and view.groups[0].xy.shape == (49, 2)
+    assert view.vocab_xy.shape == (500, 2) and view.groups[0].xy.shape == (vlm.adapter.num_output_tokens, 2)
     assert 1 <= view.image_components_80 <= 48
     assert ("UNTRAINED" in view.status) == (not vlm.trained)
     figure = figures.plotly_figure(view)
@@ -208,7 +208,8 @@ def test_nearest_token_ablation_uses_vocabulary_rows(vlm, photo):
     from vlm_demo.llms import GenerationSettings
 
     (result,) = analysis.nearest_token_ablation(vlm, [open_image(photo)], settings=GenerationSettings(max_new_tokens=3))
-    assert len(result.replaced_ids) == 49 and isinstance(result.caption, str) and isinstance(result.ablated, str)
+    assert len(result.replaced_ids) == vlm.adapter.num_output_tokens
+    assert isinstance(result.caption, str) and isinstance(result.ablated, str)
 
 
 # ---------------------------------------------------------------- CLI
@@ -216,7 +217,7 @@ def test_nearest_token_ablation_uses_vocabulary_rows(vlm, photo):
 def test_neighbors_json(use_fixture_model, vlm, photo, capsys):
     assert main(["neighbors", photo, "--top-k", "4", "--json", "--baseline-samples", "32"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert len(record["tokens"]) == 49 and record["adapter_trained"] is vlm.trained
+    assert len(record["tokens"]) == vlm.adapter.num_output_tokens and record["adapter_trained"] is vlm.trained
     for row in [token["neighbors"] for token in record["tokens"]] + [record["aggregate"]["neighbors"]]:
         assert len(row) == 4 and {"token", "token_id", "cosine"} <= set(row[0])
         assert [entry["cosine"] for entry in row] == sorted((entry["cosine"] for entry in row), reverse=True)
@@ -227,7 +228,8 @@ def test_neighbors_table_and_pca_files(use_fixture_model, vlm, photo, tmp_path, 
     status = "trained adapter" if vlm.trained else "UNTRAINED"
     assert main(["neighbors", photo, "--top-k", "3", "--baseline-samples", "32"]) == 0
     out = capsys.readouterr().out
-    assert status in out and "Aggregate over all 49 image tokens" in out and "#48" in out
+    count = vlm.adapter.num_output_tokens
+    assert status in out and f"Aggregate over all {count} image tokens" in out and f"#{count - 1}" in out
     for suffix in (".png", ".html"):
         path = tmp_path / f"pca{suffix}"
         assert main(["pca", photo, photo, "--out", str(path), "--vocab-sample", "800"]) == 0
