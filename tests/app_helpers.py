@@ -33,3 +33,13 @@ def serve_app() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
+
+
+def shipped_image_tokens(combo: str) -> int:
+    """How many image tokens the combination's shipped adapter puts into the prompt (from its config.json)."""
+    import json
+
+    from vlm_demo.combos import COMBOS
+    from vlm_demo.leaderboard import image_tokens
+
+    return image_tokens(json.loads((Path(COMBOS[combo].checkpoint_path) / "config.json").read_text()))

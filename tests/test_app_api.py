@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import EXAMPLES, PHOTO, serve_app
+from app_helpers import EXAMPLES, PHOTO, serve_app, shipped_image_tokens
 from PIL import Image
 
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO
-from vlm_demo.leaderboard import image_tokens
 
 pytestmark = pytest.mark.slow
 FAST = {"max_new_tokens": 6}
@@ -138,8 +137,7 @@ def test_alignment_plot_tables_baseline_and_ablation(client):
     names = [trace.get("name", "") for trace in figure["data"]]
     assert any(name.startswith("vocabulary") for name in names) and any("image tokens" in n for n in names)
     assert "Random baseline" in stats and "Nearest-token cosine" in stats
-    tokens = image_tokens(json.loads((Path(COMBOS[DEFAULT_COMBO].checkpoint_path) / "config.json").read_text()))
-    assert len(aggregate["data"]) == 10 and len(per_token["data"]) == tokens
+    assert len(aggregate["data"]) == 10 and len(per_token["data"]) == shipped_image_tokens(DEFAULT_COMBO)
     assert all(-1 <= row[2] <= 1 for row in aggregate["data"])
     assert caption and ablated and caption != "generating\u2026"
     shown = grid_map.get("value", grid_map)  # the client passes a visibility update through with its value

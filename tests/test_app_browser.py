@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from app_helpers import EXAMPLES, ROOT, serve_app
-
-from vlm_demo.combos import COMBOS
-from vlm_demo.leaderboard import image_tokens
+from app_helpers import EXAMPLES, ROOT, serve_app, shipped_image_tokens
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -219,8 +215,7 @@ def test_alignment_plot_and_token_map_render(page):
     assert "No token map: the query adapter is a resampler" in page.locator("#vd-token-map-note").inner_text()
     assert not page.locator("#vd-token-map").is_visible()
     pick(page, "#vd-adapter", "mlp")
-    mlp = json.loads((Path(COMBOS["mlp"].checkpoint_path) / "config.json").read_text())
-    page.locator("#vd-status-box").get_by_text(f"{image_tokens(mlp)} image tokens").wait_for()
+    page.locator("#vd-status-box").get_by_text(f"{shipped_image_tokens('mlp')} image tokens").wait_for()
     analyse(page, "#vd-token-map .js-plotly-plot .heatmaplayer")
     assert page.locator("#vd-token-map svg image").count() >= 2  # the heatmap and the photo under it
     assert "7\u00d77 grid" in page.locator("#vd-token-map-note").inner_text()

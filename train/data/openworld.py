@@ -82,6 +82,11 @@ def _background(rng: random.Random) -> tuple[int, int, int]:
     return tuple(max(0, min(255, base + rng.randint(-40, 40))) for _ in range(3))  # type: ignore[return-value]
 
 
+def check_backdrop(backdrop: str) -> None:
+    if backdrop not in BACKDROPS:
+        raise ValueError(f"backdrop must be one of {', '.join(BACKDROPS)}, got {backdrop!r}")
+
+
 def scene(rng: random.Random, size: int = 224) -> Image.Image:
     """A photo-like backdrop: a coarse field of muted colours around one base colour, upsampled smooth (like
     out-of-focus surroundings), with sensor-like grain, so a drawing on it looks less like a sticker on paper."""
@@ -101,8 +106,7 @@ def place(drawing: Image.Image, rng: random.Random, size: int = 224, backdrop: s
     """An RGBA drawing at a random spot of the canvas (augmentation): on a plain light background scaled to 45-90% of
     it, or (backdrop "scene") on a photo-like one scaled to 60-120% (a large subject may run off the edges), with
     random brightness, contrast and blur."""
-    if backdrop not in BACKDROPS:
-        raise ValueError(f"backdrop must be one of {', '.join(BACKDROPS)}, got {backdrop!r}")
+    check_backdrop(backdrop)
     drawing = drawing.convert("RGBA")
     box = drawing.getbbox()
     if box:
@@ -145,8 +149,7 @@ def _render_emoji(point: int) -> Image.Image:
 def _drawings(split: str, count: int | None, variants: int, seed: int, prefix: str,
               items: list[tuple[str, str]], render, backdrop: str) -> list[Sample]:
     """`variants` augmented placements of each drawing in the split; captions come from the encoder's head."""
-    if backdrop not in BACKDROPS:
-        raise ValueError(f"backdrop must be one of {', '.join(BACKDROPS)}, got {backdrop!r}")
+    check_backdrop(backdrop)
     if backdrop != "plain":
         prefix = f"{prefix}-{backdrop}"
     samples = []
