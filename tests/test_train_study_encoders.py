@@ -50,7 +50,8 @@ def test_encoder_training_evaluates_each_run_with_its_own_encoder(budget):
     record = run_claim("encoder-training", budget)
     assert record["verdict"] in VERDICTS
     mse = record["details"]["feature_mse"]
-    assert set(mse) == {"frozen", "joint", "sequential"} and all(len(v) == 1 for v in mse.values())
+    assert set(mse) == {"frozen", "frozen, 8 steps", "joint", "sequential"} and all(len(v) == 1 for v in mse.values())
+    assert "frozen for as long minus sequential" in record["details"]["gaps"]  # same steps as joint + sequential
     assert f"joint {mse['joint'][0]:.4f}" in record["figure"]
     runs = budget.root / "runs"
     assert (runs / "distil-v4" / "seed-0").is_dir()  # the frozen run is multistage-fusion's

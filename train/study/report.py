@@ -35,6 +35,9 @@ def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
     for name, (steps, values) in record["curves"].items():
         axes.plot(steps, values, label=name)
+    values = [v for _, ys in record["curves"].values() for v in ys if v is not None]
+    if values and min(values) > 0 and max(values) > 3 * min(values):
+        axes.set_yscale("log")  # a high first value would squash the differences that matter at the end
     x_label, y_label = record.get("details", {}).get("curve_axes", ("step", "training loss"))
     axes.set_xlabel(x_label)
     axes.set_ylabel(f"{y_label} (mean of {len(record['seeds'])} seeds)")
@@ -52,7 +55,8 @@ def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
     lines = ["# Findings: the seed papers' claims, re-run here", "",
              "Written by `python -m train study`; each claim's exact command is in its row. Verdicts follow the rule "
              "under each claim; a result that contradicts a paper is a finding, not a failure. CPU minutes are what "
-             "the claim itself spent: runs it shares with a claim before it (same arm and seed) are counted there.", ""]
+             "the claim itself spent: runs it shares with a claim before it (same arm and seed) are counted there. The "
+             "families trained on one recipe and shipped are compared in [families.md](families.md).", ""]
     if any(record["budget"] == "tiny" for record in records):
         lines += [f"> {TINY_NOTE}", ""]
     lines += ["| claim | seed, section | paper | ours | verdict | budget | CPU min | command |",
