@@ -30,7 +30,7 @@ def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot
+    from matplotlib import pyplot, ticker
 
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
     for name, (steps, values) in record["curves"].items():
@@ -38,6 +38,8 @@ def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
     values = [v for _, ys in record["curves"].values() for v in ys if v is not None]
     if values and min(values) > 0 and max(values) > 3 * min(values):
         axes.set_yscale("log")  # a high first value would squash the differences that matter at the end
+        for axis in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+            axis(ticker.FormatStrFormatter("%g"))
     x_label, y_label = record.get("details", {}).get("curve_axes", ("step", "training loss"))
     axes.set_xlabel(x_label)
     axes.set_ylabel(f"{y_label} (mean of {len(record['seeds'])} seeds)")
