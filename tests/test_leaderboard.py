@@ -119,6 +119,21 @@ def test_shipping_writes_a_training_record_and_metrics_into_the_front_matter_tha
     assert entry.minutes == pytest.approx(118.4)  # from the record, not the card text
 
 
+def test_a_card_names_the_vqa_majority_baseline_and_says_when_the_adapter_does_not_beat_it():
+    from train.card import _card
+    from train.config import load_config
+
+    source = ADAPTERS_DIR / "efficientnet-lite0--tinylm--smollm2-135m-instruct"
+    record = json.loads((source / "training.json").read_text())
+    metrics = json.loads((source / "eval.json").read_text())
+    config = load_config(ROOT / "train" / "configs" / "family.toml", ["model.combo=\"tinylm\""])
+    readme = _card(config, metrics, record["stages"], record["runs"])
+    assert "| shapes VQA: always answering the commonest answer per question type | 0.295 |" in readme
+    assert "- shapes VQA: 27% is no better than always answering the commonest answer" in readme
+    metrics["vqa_exact_match"]["overall"] = 0.6
+    assert "- shapes VQA:" not in _card(config, metrics, record["stages"], record["runs"])
+
+
 def test_readme_leaderboard_is_up_to_date_with_the_shipped_adapters():
     from train.leaderboard import README, current_readme
 

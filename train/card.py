@@ -189,6 +189,10 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
               f"({m['majority_class_baseline']:.0%})."
               for name, m in ((k.removesuffix("_accuracy"), v) for k, v in metrics.items() if k.endswith("_accuracy"))
               if m["lenient"] <= m["majority_class_baseline"] + 0.02]
+    vqa, majority = metrics.get("vqa_exact_match", {}), metrics.get("vqa_majority_answer_baseline", {})
+    if "overall" in vqa and "overall" in majority and vqa["overall"] <= majority["overall"] + 0.02:
+        limits.append(f"- shapes VQA: {vqa['overall']:.0%} is no better than always answering the commonest answer "
+                      f"for each question type ({majority['overall']:.0%}).")
     shapes = metrics.get("shapes_attributes", {})
     single = shapes.get("single_object_colour_and_shape")
     if config.model.adapter == "label":

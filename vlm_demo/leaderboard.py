@@ -28,6 +28,7 @@ CARD_METRICS = [
     ("shapes_attributes", "shape", "shapes captions: every shape named"),
     ("shapes_attributes", "count", "shapes captions: count right"),
     ("vqa_exact_match", "overall", "shapes VQA exact match (all types)"),
+    ("vqa_majority_answer_baseline", "overall", "shapes VQA: always answering the commonest answer per question type"),
     ("digits_accuracy", "lenient", "digits accuracy, class named (thesis)"),
     ("digits_accuracy", "strict", "digits accuracy, strict"),
     ("digits_accuracy", "majority_class_baseline", "digits: always answering the commonest class"),
@@ -43,9 +44,9 @@ CARD_METRICS = [
 SCORES = {
     "shapes colour + shape": CARD_METRICS[0][2],
     "shapes VQA": CARD_METRICS[4][2],
-    "digits": CARD_METRICS[5][2],
-    "textiles": CARD_METRICS[8][2],
-    "photos": CARD_METRICS[13][2],
+    "digits": CARD_METRICS[6][2],
+    "textiles": CARD_METRICS[9][2],
+    "photos": CARD_METRICS[14][2],
 }
 HEADERS = ["combination", "family", "encoder", "LLM", "trainable params (M)", "image tokens", *SCORES,
            "train minutes", "recipe (stage steps, LLM)"]
