@@ -12,7 +12,7 @@ from PIL import Image
 from train.data import load_dataset
 from train.data.openworld import CLIPART_ROOT, EMOJI_FONT, HEAD_CAPTION, PHOTOS, place
 from train.evaluate import compute_metrics, names_object
-from train.pseudo_captions import GROUPS, head_caption, write_head_captions
+from train.pseudo_captions import CAPTIONER, GROUPS, captioning_head, head_caption, write_head_captions
 from vlm_demo.encoders import ClassHead, EncoderOutput, build_encoder
 
 
@@ -76,6 +76,22 @@ def test_drawings_get_pseudo_captions_from_the_head_and_unsure_ones_are_dropped(
     assert "tabby cat" in kept[0].target and drawings[0].meta["caption_from"] == HEAD_CAPTION
     with pytest.raises(ValueError, match="own classifier"):
         write_head_captions(drawings, features, rows, None)
+
+
+def test_an_encoder_without_a_head_trains_on_the_captions_the_default_encoders_head_writes():
+    _drawings_or_skip("clipart")
+    drawings = load_dataset("clipart", "train", 16)
+    captioner = build_encoder(CAPTIONER)
+    own = captioner([s.load_image() for s in drawings])
+    rows = {s.image_id: i for i, s in enumerate(drawings)}
+    head, features, _ = captioning_head(drawings, captioner, own, rows)
+    assert head is not None and features is own  # an encoder with a head captions for itself
+    headless = build_encoder("efficientnet-lite0-swish")
+    head, features, head_rows = captioning_head(drawings, headless, headless([drawings[0].load_image()]), {})
+    assert head is not None and head.names == captioner.class_head.names
+    borrowed = write_head_captions(drawings, features, head_rows, head)
+    assert borrowed and [s.target for s in borrowed] == [
+        s.target for s in write_head_captions(drawings, own, rows, captioner.class_head)]
 
 
 def test_scene_backdrops_are_photo_like_deterministic_and_keep_the_drawing():

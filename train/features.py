@@ -28,6 +28,11 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def cache_precision(precision: str) -> str:
+    """The precision features are computed in for a run at `precision` (fp16 runs read fp32 features)."""
+    return "bf16" if precision == "bf16" else "fp32"
+
+
 class FeatureCache:
     """Stores each image's features as fp16 safetensors under a folder named by encoder and preprocessing."""
 

@@ -26,8 +26,8 @@ from train.accelerated import (  # noqa: F401 - device_type is imported from her
 from train.config import TrainConfig
 from train.data import Sample, load_dataset
 from train.encoder_training import LiveFeatures, prepare_encoder, set_training
-from train.features import FeatureCache
-from train.pseudo_captions import write_head_captions
+from train.features import FeatureCache, cache_precision
+from train.pseudo_captions import captioning_head, write_head_captions
 from train.run_files import Checkpoints, MetricsLog, write_atomic
 from train.stages import Batch, Needs
 from train.stages.registry import get_stage
@@ -125,7 +125,7 @@ def load_needs(needs: Needs, config: TrainConfig, precision: str, device: torch.
 def _cached_features(encoder, teacher_encoder, adapter: Adapter, samples: list[Sample], precision: str,
                      progress: bool) -> tuple[EncoderOutput, dict[str, int], torch.Tensor | None]:
     """The frozen encoder's features of every training image (and the teacher's tokens to imitate), from the cache."""
-    feature_precision = "bf16" if precision == "bf16" else "fp32"  # fp16 runs read fp32 features
+    feature_precision = cache_precision(precision)
     cache = FeatureCache(encoder, keep_stages=adapter.needs_stage_maps, precision=feature_precision)
     features, rows = cache.features(samples, progress=progress)
     log.info("features: %d images (%d cached, %d computed); precision %s", len(rows), cache.hits, cache.misses,
@@ -173,8 +173,10 @@ def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress:
     with accelerator.main_process_first():  # the others then read the cache the main process filled
         features, rows, teacher = _cached_features(encoder, teacher_encoder, adapter, samples + val_samples,
                                                    precision, progress and main)
-    samples = write_head_captions(samples, features, rows, encoder.class_head, config.train.seed)
-    val_samples = write_head_captions(val_samples, features, rows, encoder.class_head, config.train.seed)
+    head, head_features, head_rows = captioning_head(samples + val_samples, encoder, features, rows,
+                                                     cache_precision(precision), progress and main)
+    samples = write_head_captions(samples, head_features, head_rows, head, config.train.seed)
+    val_samples = write_head_captions(val_samples, head_features, head_rows, head, config.train.seed)
     feature_seconds = time.perf_counter() - started
 
     def trainable_of(*modules: torch.nn.Module) -> list[torch.nn.Parameter]:

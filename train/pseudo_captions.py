@@ -1,5 +1,7 @@
 """Pseudo-captions from the encoder's own classifier, for images with no caption (drawings): what the head sees,
-said in a sentence, with the everyday word for groups of fine-grained ImageNet classes (120 dog breeds are a dog)."""
+said in a sentence, with the everyday word for groups of fine-grained ImageNet classes (120 dog breeds are a dog).
+An encoder without an ImageNet head (DINOv2, CLIP) trains on the captions CAPTIONER's head writes, so every encoder
+learns the same captions."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 from train.data import Sample
 from train.data.openworld import HEAD_CAPTION
 from vlm_demo.adapters.label import IMAGENET_CLASSES
-from vlm_demo.encoders import ClassHead, EncoderOutput
+from vlm_demo.encoders import ClassHead, EncoderOutput, VisionEncoder, build_encoder
 
 log = logging.getLogger("train")
 
@@ -44,6 +46,7 @@ GROUPS: dict[str, list[int]] = {  # everyday word -> ImageNet-1k class ids
 }
 TEMPLATES = ["{A} {name}.", "This is {a} {name}.", "The image shows {a} {name}.", "A picture of {a} {name}."]
 MIN_CONFIDENCE = 0.25  # below this the head is guessing: no pseudo-caption
+CAPTIONER = "efficientnet-lite0"  # the default encoder: its head captions for encoders that have none
 
 
 def article(word: str) -> str:
@@ -75,6 +78,22 @@ def head_caption(probs: torch.Tensor, names: tuple[str, ...], rng: random.Random
     template = rng.choice(TEMPLATES)
     a = article(name)
     return template.format(A=a.capitalize(), a=a, name=name)
+
+
+def captioning_head(samples: list[Sample], encoder: VisionEncoder, features: EncoderOutput, rows: dict[str, int],
+                    precision: str = "fp32", progress: bool = False
+                    ) -> tuple[ClassHead | None, EncoderOutput, dict[str, int]]:
+    """The head that writes the samples' pseudo-captions and the features it reads: `encoder`'s own, or for an
+    encoder without one CAPTIONER's, on CAPTIONER's (cached) features of the images that need a caption."""
+    wanted = [s for s in samples if s.meta.get("caption_from") == HEAD_CAPTION]
+    if encoder.class_head is not None or not wanted:
+        return encoder.class_head, features, rows
+    from train.features import FeatureCache
+
+    captioner = build_encoder(CAPTIONER)
+    log.info("%s has no ImageNet head: %d drawings are captioned by %s's", encoder.name, len(wanted), CAPTIONER)
+    own, own_rows = FeatureCache(captioner, precision=precision).features(wanted, progress=progress)
+    return captioner.class_head, own, own_rows
 
 
 def write_head_captions(samples: list[Sample], features: EncoderOutput, rows: dict[str, int], head: ClassHead | None,
