@@ -175,6 +175,28 @@ def test_mlp_can_append_the_classifiers_label_tokens():
     assert adapter(fake_features(batch=2)).shape == (2, 55, 32)
 
 
+def test_mlp_merges_each_square_of_patch_tokens_and_keeps_the_class_token_apart():
+    vit = {**COMMON, "num_encoder_tokens": 1 + 16, "stage_dims": []}  # a class token before a 4x4 patch grid
+    adapter = build_adapter("mlp", **vit, token_merge=2).eval()
+    features = fake_features(batch=2, tokens=17)
+    assert adapter.num_output_tokens == 1 + 4 and adapter(features).shape == (2, 5, 32)
+    merged = adapter.merged(features.tokens)
+    assert torch.equal(merged[:, 0], features.tokens[:, 0].repeat(1, 4))
+    top_left = features.tokens[:, 1:].reshape(2, 4, 4, 64)[:, :2, :2]  # patches (0,0) (0,1) (1,0) (1,1)
+    assert sorted(merged[0, 1].tolist()) == sorted(top_left[0].flatten().tolist())
+    changed = features.tokens.clone()
+    changed[:, 1 + 15] += 1  # the bottom-right patch changes only the last merged token
+    assert torch.equal(adapter(features)[:, :4], adapter(fake_features_with(features, changed))[:, :4])
+    with pytest.raises(ValueError, match="token_merge 3 must divide"):
+        build_adapter("mlp", **vit, token_merge=3)
+
+
+def fake_features_with(features, tokens):
+    from vlm_demo.encoders import EncoderOutput
+
+    return EncoderOutput(tokens, features.pooled, features.stages)
+
+
 @pytest.mark.parametrize("change, words", [
     ({"kind": ["mlp"]}, "has no 'kind' field"),
     ({"token_dim": "1280"}, "'token_dim' must be an integer"),

@@ -91,7 +91,8 @@ COMBOS: dict[str, Combo] = {
                num_tokens=1),
         _combo("query-swish", "query", "the first shipped query adapter" + _LEGACY, encoder=LEGACY_ENCODER,
                **_QUERY),
-        _combo("dinov2-mlp", "mlp", "DINOv2-small tokens through an MLP", encoder="dinov2-small"),
+        _combo("dinov2-mlp", "mlp", "DINOv2-small tokens, each 2x2 of patches merged into one (65 tokens), through an "
+               "MLP", encoder="dinov2-small", token_merge=2, input_norm=True),
         _combo("clip-mlp-qwen", "mlp", "CLIP ViT-B/16 -> MLP -> Qwen2.5-0.5B-Instruct (hub models)",
                encoder="clip-vit-b16", llm="qwen2.5-0.5b-instruct"),
         _combo("siglip-query-smollm2-360m", "query", "SigLIP -> 64 queries -> SmolLM2-360M (hub models)",

@@ -25,6 +25,10 @@ class MLPConfig(AdapterConfig):
     # For each entry of stage_features, the side of the sub-grid a token keeps from its cell of that map:
     # 1 averages the cell, 4 keeps a 4x4 sub-grid as channels (space-to-depth). Empty means all 1.
     stage_subgrid: list[int] = field(default_factory=list)
+    # Side of the square of neighbouring patch tokens merged into one by stacking their channels (nanoVLM's pixel
+    # shuffle): 2 turns DINOv2's 16x16 patches into 8x8 tokens, a quarter of the LLM's image context. A class token
+    # before the patches stays one token, repeated to the merged width.
+    token_merge: int = 1
     # LayerNorm on each input group (tokens and every stage) so maps with very different scales mix evenly.
     input_norm: bool = False
     # Top classes of the encoder's own classifier appended as label tokens (see adapters/label.py); 0 = none.
@@ -52,7 +56,11 @@ class MLPAdapter(Adapter):
         if c.stage_subgrid and len(c.stage_subgrid) != len(c.stage_features):
             raise ValueError(f"stage_subgrid {c.stage_subgrid} needs one entry per stage_features entry "
                              f"{c.stage_features}")
-        group_dims = [c.token_dim] + [c.stage_dims[i] * sub**2 for i, sub in zip(c.stage_features, self.subgrids)]
+        grid = math.isqrt(c.num_encoder_tokens)
+        if c.token_merge < 1 or grid % c.token_merge:
+            raise ValueError(f"token_merge {c.token_merge} must divide the encoder's {grid}x{grid} token grid")
+        group_dims = [c.token_dim * c.token_merge**2]
+        group_dims += [c.stage_dims[i] * sub**2 for i, sub in zip(c.stage_features, self.subgrids)]
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for dim in group_dims) if c.input_norm else None
         hidden = c.hidden_multiplier * c.llm_hidden
         self.fc1 = nn.Linear(sum(group_dims), hidden)
@@ -67,14 +75,27 @@ class MLPAdapter(Adapter):
 
     @property
     def num_output_tokens(self) -> int:
-        return self.config.num_encoder_tokens + (self.labels.num_tokens if self.labels is not None else 0)
+        tokens = self.config.num_encoder_tokens
+        grid, merge = math.isqrt(tokens), self.config.token_merge
+        return tokens - grid**2 + (grid // merge) ** 2 + (self.labels.num_tokens if self.labels is not None else 0)
 
     def start_from(self, encoder: Any, llm: Any) -> None:
         if self.labels is not None:
             self.labels.start_from(encoder, llm)
 
+    def merged(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, prefix + grid^2, D] -> [B, prefix + (grid/m)^2, D*m^2] for token_merge m (class tokens repeated)."""
+        merge = self.config.token_merge
+        if merge == 1:
+            return tokens
+        grid = math.isqrt(tokens.shape[1])
+        prefix = tokens.shape[1] - grid**2
+        patches = tokens[:, prefix:].transpose(1, 2).reshape(tokens.shape[0], -1, grid, grid)
+        patches = F.pixel_unshuffle(patches, merge).flatten(2).transpose(1, 2)
+        return torch.cat([tokens[:, :prefix].repeat(1, 1, merge**2), patches], dim=1)
+
     def forward(self, features: EncoderOutput) -> torch.Tensor:
-        tokens = features.tokens
+        tokens = self.merged(features.tokens)
         grid = math.isqrt(tokens.shape[1])
         groups = [tokens]
         for index, sub in zip(self.config.stage_features, self.subgrids):
