@@ -131,7 +131,14 @@ def test_a_card_names_the_vqa_majority_baseline_and_says_when_the_adapter_does_n
     assert "| shapes VQA: always answering the commonest answer per question type | 0.295 |" in readme
     assert "- shapes VQA: 27% is no better than always answering the commonest answer" in readme
     metrics["vqa_exact_match"]["overall"] = 0.6
-    assert "- shapes VQA:" not in _card(config, metrics, record["stages"], record["runs"])
+    del metrics["photos_object_named"]["encoder_top1_baseline"]  # an encoder without an ImageNet head
+    readme = _card(config, metrics, record["stages"], record["runs"])
+    assert "- shapes VQA:" not in readme and "top-1 ImageNet label" not in readme
+    assert "the main object in 7% of 15 held-out photos; every photo" in readme
+    assert "captioned by the encoder's own ImageNet classifier" in readme
+    dinov2 = load_config(ROOT / "train" / "configs" / "family.toml", ["model.combo=\"dinov2-mlp\""])
+    assert "no ImageNet classifier, so the drawings are captioned by efficientnet-lite0's" in _card(
+        dinov2, metrics, record["stages"], record["runs"])
 
 
 def test_readme_leaderboard_is_up_to_date_with_the_shipped_adapters():

@@ -13,6 +13,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCardData
 
 from train.config import TrainConfig
+from train.pseudo_captions import CAPTIONER
 from train.run_files import atomic_folder
 from vlm_demo.adapters import LORA_FOLDER
 from vlm_demo.combos import ADAPTERS_DIR
@@ -214,19 +215,25 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
     evals = ", ".join(f"{d['name']} ({d.get('count', 'all')})" for d in config.data.eval)
     seen = list(dict.fromkeys(d["name"] for run in runs.values() for d in run["data"]["train"]))
     seen_text = ", ".join(DATA_WORDS.get(name, name) for name in seen)
-    if OPEN_WORLD & set(seen):
+    encoder = ENCODERS.get(config.model.encoder)
+    if OPEN_WORLD & set(seen) and (encoder is None or "class_head" in encoder.gives):
         world = (f"It has seen {seen_text}. The drawings are captioned by the encoder's own ImageNet classifier "
                  "(pseudo-captions: the class it is sure of, with the everyday word for groups such as dog breeds), so "
                  "on photos it says what that classifier sees, in a sentence; objects ImageNet has no class for "
                  "(people, buildings in general) are its blind spot.")
+    elif OPEN_WORLD & set(seen):
+        world = (f"It has seen {seen_text}. This encoder has no ImageNet classifier, so the drawings are captioned "
+                 f"by {CAPTIONER}'s (pseudo-captions: the class it is sure of), the same captions the other families "
+                 "learn; this adapter has to find those classes in its own encoder's features.")
     else:
         world = (f"It has seen {seen_text}, not the open world, so photos outside that world get captions about "
                  "them.")
     photos = metrics.get("photos_object_named")
     if photos:
+        top1 = photos.get("encoder_top1_baseline")
+        baseline = f" (the encoder's own top-1 label: {top1:.0%})" if top1 is not None else ""
         limits.append(f"- Everyday photos: the caption names the main object in {photos['score']:.0%} of "
-                      f"{photos['count']} held-out photos (the encoder's own top-1 label: "
-                      f"{photos['encoder_top1_baseline']:.0%}); every photo's caption is listed below.")
+                      f"{photos['count']} held-out photos{baseline}; every photo's caption is listed below.")
     stage_lines = []
     for stage, summary in summaries.items():
         run = runs[stage]

@@ -229,7 +229,8 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
     metrics = compute_metrics(samples, answers)
     if "photos_object_named" in metrics:
         baseline = head_top1_names(vlm.encoder, [s for s in samples if s.task == "name"])
-        metrics["photos_object_named"]["encoder_top1_baseline"] = baseline
+        if baseline is not None:  # an encoder without an ImageNet head has no label to compare with
+            metrics["photos_object_named"]["encoder_top1_baseline"] = baseline
     name = results_name(config)
     if name != "eval":
         metrics["ablation"] = {"image_tokens": settings.image_tokens, "prompt": settings.prompt or None}
