@@ -13,6 +13,7 @@ import torch
 
 from train.data import Sample
 from train.data.openworld import HEAD_CAPTION
+from train.features import FeatureCache
 from vlm_demo.adapters.label import IMAGENET_CLASSES
 from vlm_demo.encoders import ClassHead, EncoderOutput, VisionEncoder, build_encoder
 
@@ -88,8 +89,6 @@ def captioning_head(samples: list[Sample], encoder: VisionEncoder, features: Enc
     wanted = [s for s in samples if s.meta.get("caption_from") == HEAD_CAPTION]
     if encoder.class_head is not None or not wanted:
         return encoder.class_head, features, rows
-    from train.features import FeatureCache
-
     captioner = build_encoder(CAPTIONER)
     log.info("%s has no ImageNet head: %d drawings are captioned by %s's", encoder.name, len(wanted), CAPTIONER)
     own, own_rows = FeatureCache(captioner, precision=precision).features(wanted, progress=progress)
