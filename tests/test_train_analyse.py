@@ -57,3 +57,4 @@ def test_analyse_command_writes_all_three_for_a_trained_linear_adapter(tiny_llm_
     assert record["spectra"]["of"].startswith("change since")
     assert record["spectra"]["layers"][0]["full_rank"] == 64  # 2 tokens x 32 wide
     assert 1 <= record["components_for_80_percent"]["pooled"] <= 6
+    assert record["components_for_80_percent"]["largest_over_median_norm"]["mean"] >= 1.0

@@ -63,7 +63,10 @@ def components_summary(tokens: list[torch.Tensor], threshold: float = 0.8) -> di
     return {"threshold": threshold, "per_image": mean_interval([float(c) for c in per_image]),
             "pooled": analysis.components_for_variance(pooled, threshold),
             "first_two_share": float(values[:2].sum() / values.sum()) if values.sum() > 0 else 0.0,
-            "tokens_per_image": int(tokens[0].shape[0])}
+            "tokens_per_image": int(tokens[0].shape[0]),
+            # a few tokens far longer than the rest put most of the variance along one direction
+            "largest_over_median_norm": mean_interval([float(n.max() / n.median()) for n in
+                                                       (t.float().norm(dim=-1) for t in tokens)])}
 
 
 def spectra_summary(adapter, initial=None) -> list[dict]:

@@ -121,13 +121,21 @@ def components_of(folders: list[Path], budget: Budget) -> dict:
     records = [analysis_of(folder, budget)["components_for_80_percent"] for folder in folders]
     counts = interval([float(r["pooled"]) for r in records])
     two = statistics.fmean(r["first_two_share"] for r in records)
+    spread = [r["largest_over_median_norm"]["mean"] for r in records if "largest_over_median_norm" in r]
     if counts["low"] is not None and counts["low"] >= 10 and two < 0.5:
         verdict = "held"
     elif counts["mean"] <= 3 or two >= 0.8:
         verdict = "did not hold"
     else:
         verdict = "inconclusive"
-    return {"count": counts, "first_two_share": two, "verdict": verdict, "per_seed": records}
+    return {"count": counts, "first_two_share": two, "verdict": verdict, "per_seed": records,
+            "largest_over_median_norm": statistics.fmean(spread) if spread else None}
+
+
+def norm_spread(found: dict) -> str:
+    """How much longer an image's longest token is than its median one (empty for analyses made before it)."""
+    ratio = found["largest_over_median_norm"]
+    return "" if ratio is None else f"; an image's longest token is {ratio:.1f}x its median token's norm"
 
 
 def components(budget: Budget) -> Finding:
@@ -135,7 +143,7 @@ def components(budget: Budget) -> Finding:
     counts = found["count"]
     return Finding(
         figure=f"mlp adapter: {show(counts, 1, signed=False)} components for 80% of the image tokens' variance; "
-               f"the first two hold {found['first_two_share']:.0%}",
+               f"the first two hold {found['first_two_share']:.0%}{norm_spread(found)}",
         value=counts["mean"], low=counts["low"], high=counts["high"], verdict=found["verdict"], rule=COMPONENTS_RULE,
         details={"per_seed": found["per_seed"]})
 

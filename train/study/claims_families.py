@@ -9,7 +9,7 @@ from pathlib import Path
 
 from train.study import Budget, Claim, Finding, register
 from train.study.arms import EVAL_QUESTIONS, align, qa, qa_eval
-from train.study.claims import COMPONENTS_RULE, SINGLE_FC, TERRAALIGN, components_of
+from train.study.claims import COMPONENTS_RULE, SINGLE_FC, TERRAALIGN, components_of, norm_spread
 from train.study.runs import combined, direction, eval_of, final_runs, show
 from train.sweep import paired_interval
 
@@ -31,8 +31,8 @@ def components_per_family(budget: Budget) -> Finding:
     verdicts = [cell["verdict"] for cell in paper.values()]
     verdict = combined(verdicts)
     fewest = min(paper.values(), key=lambda cell: cell["count"]["mean"])["count"]
-    cells = "; ".join(f"{name} {show(cell['count'], 1, signed=False)} (first two {cell['first_two_share']:.0%})"
-                      for name, cell in found.items())
+    cells = "; ".join(f"{name} {show(cell['count'], 1, signed=False)} (first two {cell['first_two_share']:.0%}"
+                      f"{norm_spread(cell)})" for name, cell in found.items())
     return Finding(
         figure=f"components for 80% of the image tokens' variance: {cells}",
         value=fewest["mean"], low=fewest["low"], high=fewest["high"], verdict=verdict,
