@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -186,15 +187,9 @@ def test_mlp_merges_each_square_of_patch_tokens_and_keeps_the_class_token_apart(
     assert sorted(merged[0, 1].tolist()) == sorted(top_left[0].flatten().tolist())
     changed = features.tokens.clone()
     changed[:, 1 + 15] += 1  # the bottom-right patch changes only the last merged token
-    assert torch.equal(adapter(features)[:, :4], adapter(fake_features_with(features, changed))[:, :4])
+    assert torch.equal(adapter(features)[:, :4], adapter(dataclasses.replace(features, tokens=changed))[:, :4])
     with pytest.raises(ValueError, match="token_merge 3 must divide"):
         build_adapter("mlp", **vit, token_merge=3)
-
-
-def fake_features_with(features, tokens):
-    from vlm_demo.encoders import EncoderOutput
-
-    return EncoderOutput(tokens, features.pooled, features.stages)
 
 
 @pytest.mark.parametrize("change, words", [

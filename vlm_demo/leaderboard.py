@@ -40,13 +40,14 @@ CARD_METRICS = [
     ("photos_object_named", "score", "everyday photos: the caption names the main object"),
     ("photos_object_named", "encoder_top1_baseline", "everyday photos: the encoder's top-1 ImageNet label names it"),
 ]
+LABELS = {(group, key): label for group, key, label in CARD_METRICS}
 # The leaderboard's held-out columns: column title -> card metric name. The first one a card carries is its main score.
 SCORES = {
-    "shapes colour + shape": CARD_METRICS[0][2],
-    "shapes VQA": CARD_METRICS[4][2],
-    "digits": CARD_METRICS[6][2],
-    "textiles": CARD_METRICS[9][2],
-    "photos": CARD_METRICS[14][2],
+    "shapes colour + shape": LABELS["shapes_attributes", "single_object_colour_and_shape"],
+    "shapes VQA": LABELS["vqa_exact_match", "overall"],
+    "digits": LABELS["digits_accuracy", "lenient"],
+    "textiles": LABELS["textiles_accuracy", "lenient"],
+    "photos": LABELS["photos_object_named", "score"],
 }
 HEADERS = ["combination", "family", "encoder", "LLM", "trainable params (M)", "image tokens", *SCORES,
            "train minutes", "recipe (stage steps, LLM)"]
