@@ -72,6 +72,7 @@ def test_tinylm_progressive_runs_the_decoder_stage_then_captions_against_a_perce
     stages = sorted(p.name for p in (budget.root / "runs" / "tinylm-progressive" / "seed-1").iterdir())
     assert stages == ["0-decoder", "1-caption"]
     assert f"{details['threshold']:.3f}" in record["figure"]
+    assert f"perceiver {details['trainable_parameters']['perceiver'] / 1e6:.1f} M" in record["figure"]
 
 
 def test_convergence_pairs_seeds_and_counts_steps_to_a_threshold_every_run_reaches(tmp_path):

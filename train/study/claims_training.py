@@ -157,16 +157,19 @@ def tinylm_progressive(budget: Budget) -> Finding:
     runs = final_runs([progressive, perceiver], budget)
     result = convergence(runs["tinylm-progressive"], runs["perceiver"])
     gap, faster = result["final_gap"], result["steps_gap"]
+    sizes = {name: trainable(folders[0]) for name, folders in runs.items()}
     return Finding(
         figure=f"caption-stage validation loss, perceiver minus progressive tiny LM: steps to "
-               f"{result['threshold']:.3f} {show(faster, 1)}; final {show(gap)} ({len(budget.seeds)} seeds, paired)",
+               f"{result['threshold']:.3f} {show(faster, 1)}; final {show(gap)} ({len(budget.seeds)} seeds, paired); "
+               f"trainable parameters: tiny LM {sizes['tinylm-progressive'] / 1e6:.1f} M, perceiver "
+               f"{sizes['perceiver'] / 1e6:.1f} M",
         value=faster["mean"], low=faster["low"], high=faster["high"], verdict=paired_verdict(faster, gap),
         rule="held if the paired interval of steps to the threshold (5% above the worst final validation loss; "
              "perceiver minus tiny LM) lies above 0 and that of the final loss does not lie at or below 0; did not "
              "hold if the steps' interval lies at or below 0 (a tie is not faster); otherwise inconclusive. Validation "
              "loss is logged every train.val_every / 2 steps, which bounds the steps' resolution; the tiny LM's "
              "decoder stage is not counted",
-        details={**result, "trainable_parameters": {name: trainable(folders[0]) for name, folders in runs.items()},
+        details={**result, "trainable_parameters": sizes,
                  "curve_axes": ("step of the caption stage", "validation loss")},
         curves={name: mean_curve(folders, "val_loss") for name, folders in runs.items()})
 
