@@ -86,6 +86,22 @@ def test_report_keeps_earlier_claims_and_plots_curves(tmp_path):
     assert (tmp_path / "findings" / "a.png").stat().st_size > 1000 and not (tmp_path / "findings" / "b.png").exists()
 
 
+def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained_them(tmp_path):
+    def record(minutes: float, seeds: list[int]) -> dict:
+        return {"id": "a", "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
+                "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "held", "rule": "r", "details": {}, "curves": {},
+                "budget": "tiny", "seeds": seeds, "cpu_minutes": minutes, "command": "c a"}
+
+    def minutes() -> float:
+        return json.loads((tmp_path / "findings.json").read_text())["claims"][0]["cpu_minutes"]
+
+    write_report([record(40.0, [0, 1])], tmp_path)
+    write_report([record(0.1, [0, 1])], tmp_path)
+    assert minutes() == 40.0
+    write_report([record(0.2, [0, 1, 2])], tmp_path)  # other seeds: a new experiment, its own cost
+    assert minutes() == 0.2
+
+
 def test_tiny_study_runs_claims_that_share_runs_and_writes_the_findings(tmp_path, monkeypatch, capsys):
     from train.__main__ import main
 

@@ -14,11 +14,17 @@ TINY_NOTE = ("These numbers come from the `--tiny` budget (a random 2-layer LLM,
 
 
 def merged(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Earlier records from out/findings.json with these replacing theirs, in claim order of first appearance."""
+    """Earlier records from out/findings.json with these replacing theirs, in claim order of first appearance. A
+    record re-made from the same budget and seeds keeps the larger CPU minutes: re-reporting from finished runs costs
+    seconds, reproducing them does not."""
     path = Path(out) / "findings.json"
     earlier = json.loads(path.read_text())["claims"] if path.is_file() else []
     by_id = {record["id"]: record for record in earlier}
-    by_id.update({record["id"]: record for record in records})
+    for record in records:
+        before = by_id.get(record["id"])
+        if before and (before["budget"], before["seeds"]) == (record["budget"], record["seeds"]):
+            record = {**record, "cpu_minutes": max(before["cpu_minutes"], record["cpu_minutes"])}
+        by_id[record["id"]] = record
     return list(by_id.values())
 
 
