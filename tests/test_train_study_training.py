@@ -36,6 +36,7 @@ def test_emd_prealign_compares_stage_two_of_the_same_family_with_and_without_the
     assert chained == ["1-caption"] and (runs / "align-attention" / "seed-0" / "0-align" / "summary.json").is_file()
     steps, _ = record["curves"]["caption only"]
     assert steps == [0, 2, 4]  # validated twice as often as the budget's train.val_every=4
+    assert f"{details['step0_val_loss']['caption only']:.2f} without" in record["figure"]
 
 
 def test_align_only_scores_the_align_stage_against_the_blind_baseline_and_the_caption_run(budget):

@@ -40,17 +40,19 @@ def emd_prealign(budget: Budget) -> Finding:
     aligned = [folders[-1] for folders in runs["align-attention-qa"]]
     result = convergence(aligned, plain)
     gap, faster = result["final_gap"], result["steps_gap"]
+    curves = {"caption only": mean_curve(plain, "val_loss"), "EMD align, then caption": mean_curve(aligned, "val_loss")}
+    start = {name: values[0] for name, (_, values) in curves.items()}
     return Finding(
         figure=f"stage-2 validation loss, without minus with pre-alignment: final {show(gap)}; steps to "
-               f"{result['threshold']:.3f} {show(faster, 1)} ({len(budget.seeds)} seeds, paired)",
+               f"{result['threshold']:.3f} {show(faster, 1)} ({len(budget.seeds)} seeds, paired); at step 0 "
+               f"{start['caption only']:.2f} without, {start['EMD align, then caption']:.2f} with",
         value=gap["mean"], low=gap["low"], high=gap["high"], verdict=paired_verdict(gap, faster),
         rule="held if the paired interval of the final validation loss (without minus with pre-alignment) lies above "
              "0 and the interval of steps to the threshold (5% above the worst final loss) does not lie at or below 0; "
              "did not hold if the loss interval lies at or below 0; otherwise inconclusive. Validation loss is "
              "logged every train.val_every / 2 steps, which bounds the steps' resolution",
-        details={**result, "curve_axes": ("step of the caption stage", "validation loss")},
-        curves={"caption only": mean_curve(plain, "val_loss"),
-                "EMD align, then caption": mean_curve(aligned, "val_loss")})
+        details={**result, "step0_val_loss": start, "curve_axes": ("step of the caption stage", "validation loss")},
+        curves=curves)
 
 
 def align_only(budget: Budget) -> Finding:
