@@ -58,3 +58,15 @@ def test_an_arm_after_another_continues_its_runs_without_training_them_again(tin
     assert folders[0] == earlier and (earlier / "summary.json").stat().st_mtime_ns == stamp
     assert folders[1] == tmp_path / "runs" / "then" / "seed-0" / "1-caption"
     assert json.loads((folders[1] / "config.json").read_text())["model"]["init_from"] == str(earlier / "adapter")
+
+
+def test_a_run_stopped_after_a_checkpoint_is_resumed_not_refused(tiny_llm_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLM_DEMO_CACHE", str(tmp_path / "cache"))
+    base = base_overrides(tiny_llm_dir, "train.max_steps=4", "train.save_every=2", count=4)
+    arms = [Arm("linear", [("caption", ['model.adapter="linear"'])])]
+    (folder,) = run_sweep(arms, [0], tmp_path / "runs", base)["linear"][0]
+    (folder / "summary.json").unlink()  # as if the process had been killed after the checkpoint of step 2
+    (folder / "checkpoints" / "latest").write_text("checkpoint-0000002")
+    run_sweep(arms, [0], tmp_path / "runs", base)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["resumed_from"] == "checkpoint-0000002" and summary["steps_this_run"] == 2

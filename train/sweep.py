@@ -1,7 +1,7 @@
 """Sweeps for the adapter study: arms (a recipe of stages) x seeds, where seed s gives every arm the same data order
 (`train.seed` fixes the shuffle; summary.json records its digest), loss curves from metrics.jsonl, steps to a loss
-threshold and paired confidence intervals over seeds. A finished run (summary.json present) is reused, so a sweep
-that stopped part-way continues where it was."""
+threshold and paired confidence intervals over seeds. A finished run (summary.json present) is reused and one stopped
+after a checkpoint is resumed, so a sweep that stopped part-way continues where it was."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def run_arm(arm: Arm, seed: int, root: Path, base: list[str]) -> list[Path]:
         chained = [f'model.init_from="{previous / "adapter"}"'] if previous is not None else []
         if not (folder / "summary.json").is_file():
             overrides = [*base, *extra, *chained, f"train.seed={seed}", f'output_dir="{folder}"', f'name="{arm.name}"']
-            train_stage(stage, load_config(None, overrides), progress=False)
+            stopped_after_a_checkpoint = (folder / "checkpoints" / "latest").is_file()
+            train_stage(stage, load_config(None, overrides), resume=stopped_after_a_checkpoint, progress=False)
         folders.append(folder)
         previous = folder
     return folders

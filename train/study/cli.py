@@ -15,7 +15,7 @@ from train.study.report import write_report
 FULL_BASE = ['data.train=[{name="shapes",count=400,vqa_per_image=0}]',
              'data.val=[{name="shapes",count=40,vqa_per_image=0}]',
              'data.eval=[{name="shapes",count=50,vqa_per_image=0}]', "train.batch_size=8", "train.max_steps=300",
-             "train.val_every=50", "train.log_every=10", "train.save_every=1000", "train.lr=1e-3",
+             "train.val_every=50", "train.log_every=10", "train.save_every=100", "train.lr=1e-3",
              "train.snapshots=true", "eval.max_new_tokens=24"]
 TINY_BASE = ['data.train=[{name="shapes",count=8,vqa_per_image=0}]',
              'data.val=[{name="shapes",count=3,vqa_per_image=0}]',
