@@ -138,12 +138,17 @@ def _cached_features(encoder, teacher_encoder, adapter: Adapter, samples: list[S
     return features, rows, teacher_tokens(teacher_features.tokens[aligned], adapter.num_output_tokens)
 
 
+def checkpoints_of(config: TrainConfig) -> Checkpoints:
+    """The run's resumable checkpoints (under its output folder)."""
+    return Checkpoints(Path(config.output_dir) / "checkpoints", config.train.keep_checkpoints)
+
+
 def train_stage(stage: str, config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run a registered stage (`align`, `caption`, `decoder`); returns the folder holding the final adapter."""
     spec = get_stage(stage)
     needs = spec.needs(config)
     output = Path(config.output_dir)
-    checkpoints = Checkpoints(output / "checkpoints", config.train.keep_checkpoints)
+    checkpoints = checkpoints_of(config)
     latest = checkpoints.resume_point() if resume else None
     if not resume and checkpoints.latest() is not None:
         raise ValueError(f"{output} already holds checkpoints: pass --resume to continue, or pick another output_dir")

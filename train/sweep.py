@@ -27,7 +27,7 @@ class Arm:
 def run_arm(arm: Arm, seed: int, root: Path, base: list[str]) -> list[Path]:
     """Run (or reuse) each stage of `arm` (after those of `arm.after`) with `train.seed=seed`; the run folders, in
     order, the earlier arm's first."""
-    from train.loop import train_stage
+    from train.loop import checkpoints_of, train_stage
 
     folders = run_arm(arm.after, seed, root, base) if arm.after is not None else []
     previous = folders[-1] if folders else None
@@ -36,8 +36,9 @@ def run_arm(arm: Arm, seed: int, root: Path, base: list[str]) -> list[Path]:
         chained = [f'model.init_from="{previous / "adapter"}"'] if previous is not None else []
         if not (folder / "summary.json").is_file():
             overrides = [*base, *extra, *chained, f"train.seed={seed}", f'output_dir="{folder}"', f'name="{arm.name}"']
-            stopped_after_a_checkpoint = (folder / "checkpoints" / "latest").is_file()
-            train_stage(stage, load_config(None, overrides), resume=stopped_after_a_checkpoint, progress=False)
+            config = load_config(None, overrides)
+            stopped_after_a_checkpoint = checkpoints_of(config).latest() is not None
+            train_stage(stage, config, resume=stopped_after_a_checkpoint, progress=False)
         folders.append(folder)
         previous = folder
     return folders
