@@ -260,8 +260,9 @@ def combination_of(folder_name: str) -> str:
     return names[0] + (" (default)" if COMBOS[DEFAULT_COMBO].checkpoint == folder_name else "")
 
 
-def read_entry(folder: Path) -> Entry | None:
-    """A checkpoint folder's leaderboard entry, or None if the folder holds no adapter config."""
+def read_checkpoint_texts(folder: Path) -> tuple[dict[str, Any], str] | None:
+    """A checkpoint folder's config.json and README.md card text ("" without a card), or None if the folder holds
+    no adapter config."""
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -269,7 +270,19 @@ def read_entry(folder: Path) -> Entry | None:
     if not isinstance(config, dict):
         return None
     card = folder / "README.md"
-    readme = card.read_text(encoding="utf-8", errors="replace") if card.is_file() else ""
+    return config, card.read_text(encoding="utf-8", errors="replace") if card.is_file() else ""
+
+
+def without_front_matter(readme: str) -> str:
+    return FRONT_MATTER.sub("", readme).strip()
+
+
+def read_entry(folder: Path) -> Entry | None:
+    """A checkpoint folder's leaderboard entry, or None if the folder holds no adapter config."""
+    texts = read_checkpoint_texts(folder)
+    if texts is None:
+        return None
+    config, readme = texts
     meta = front_matter(readme)
     stages = stages_from_front_matter(meta) or stages_from_card_text(readme)
     return Entry(folder.name, combination_of(folder.name), str(config.get("kind", "?")),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,16 @@ import gradio as gr
 from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id
-from vlm_demo.leaderboard import HEADERS, NOTE, NUMERIC, leaderboard, rows, safetensors_parameters
+from vlm_demo.leaderboard import (
+    HEADERS,
+    NOTE,
+    NUMERIC,
+    leaderboard,
+    read_checkpoint_texts,
+    rows,
+    safetensors_parameters,
+    without_front_matter,
+)
 from vlm_demo.llms import LLMS
 from vlm_demo.ui.status import human_count
 
@@ -27,7 +35,6 @@ LEADERBOARD_WIDTHS = {"combination": "120px", "family": "70px", "encoder": "130p
 HUB_FILES = ("config.json", "model.safetensors", "README.md", "loss_curve.png")  # the first two are required
 
 PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
-FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 NO_CARDS = ("### No trained adapters ship yet\nEvery combination currently runs with a **randomly initialised "
             "adapter**, so its answers are not meaningful. Trained checkpoints appear here (and in the pickers) as "
             "soon as folders with `config.json`, `model.safetensors` and a `README.md` card are added to "
@@ -48,18 +55,14 @@ class Card:
 
 def read_card(folder: Path) -> Card | None:
     """A checkpoint folder's card, or None if it is not one."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    texts = read_checkpoint_texts(folder)
+    if texts is None:
         return None
-    if not isinstance(config, dict):
-        return None
-    readme_file = folder / "README.md"
-    readme = readme_file.read_text(encoding="utf-8", errors="replace") if readme_file.is_file() else ""
-    readme = FRONT_MATTER.sub("", readme).strip()
+    config, readme = texts
     pictures = sorted(folder.glob("*.png"))
     curve = next((p for p in pictures if "loss" in p.name.lower()), pictures[0] if pictures else None)
-    return Card(folder.name, folder, config, readme, curve, safetensors_parameters(folder / "model.safetensors"))
+    return Card(folder.name, folder, config, without_front_matter(readme), curve,
+                safetensors_parameters(folder / "model.safetensors"))
 
 
 def first_card(names: list[str]) -> str | None:
