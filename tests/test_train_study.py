@@ -71,19 +71,23 @@ def test_data_override_keeps_the_budgets_sizes():
     assert data_override(budget, "eval", vqa_per_image=4) == 'data.eval=[{name="shapes",count=3,vqa_per_image=4}]'
 
 
-def test_report_keeps_earlier_claims_and_plots_curves(tmp_path):
-    def record(claim: str, curves: dict) -> dict:
+def test_report_keeps_earlier_claims_and_plots_curves_and_bars(tmp_path):
+    def record(claim: str, curves: dict, bars: dict | None = None) -> dict:
         return {"id": claim, "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
                 "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "held", "rule": "r", "details": {},
-                "curves": curves, "budget": "tiny", "seeds": [0, 1], "cpu_minutes": 0.5, "command": f"c {claim}"}
+                "curves": curves, "bars": bars or {}, "budget": "tiny", "seeds": [0, 1], "cpu_minutes": 0.5,
+                "command": f"c {claim}"}
 
     write_report([record("a", {"arm": ([1, 2], [3.0, 2.0])})], tmp_path)
-    write_report([record("b", {})], tmp_path)
+    write_report([record("b", {}), record("c", {}, {"mlp": {"colour": 0.2, "count": 0.6}, "majority": {"count": 0.5}})],
+                 tmp_path)
     claims = json.loads((tmp_path / "findings.json").read_text())["claims"]
-    assert [c["id"] for c in claims] == ["a", "b"]
+    assert [c["id"] for c in claims] == ["a", "b", "c"]
     text = (tmp_path / "findings.md").read_text()
     assert "`c a`" in text and "`c b`" in text and "![a](findings/a.png)" in text and "--tiny" in text
+    assert "![c](findings/c.png)" in text and "![b]" not in text
     assert (tmp_path / "findings" / "a.png").stat().st_size > 1000 and not (tmp_path / "findings" / "b.png").exists()
+    assert (tmp_path / "findings" / "c.png").stat().st_size > 1000
 
 
 def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained_them(tmp_path):

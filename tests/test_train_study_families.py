@@ -27,6 +27,7 @@ def test_components_per_family_counts_each_family_after_each_stage(budget):
         assert f"{name} {cell['count']['mean']:.1f}" in record["figure"]
     assert record["value"] == min(cells[c]["count"]["mean"] for c in ("mlp after caption", "attention after align",
                                                                      "query after align"))
+    assert record["bars"]["after align"]["query"] == cells["query after align"]["count"]["mean"]
 
 
 def test_families_classification_asks_every_family_the_same_questions(budget):
@@ -40,6 +41,8 @@ def test_families_classification_asks_every_family_the_same_questions(budget):
     assert all(round(v[0], 3) in numbers_in(record["figure"]) for v in overall.values())
     assert set(record["details"]["per_type"]["mlp"]) >= {"count", "overall"}
     assert "one seed: no interval" in record["figure"] and record["verdict"] == "inconclusive"
+    assert record["bars"]["attention"] == record["details"]["per_type"]["attention"]
+    assert record["bars"]["majority answer"] == record["details"]["majority_answer"]
 
 
 def test_pooled_vs_per_patch_contrasts_details_with_the_gist(budget):
@@ -50,4 +53,5 @@ def test_pooled_vs_per_patch_contrasts_details_with_the_gist(budget):
     assert record["value"] == pytest.approx(details["details_advantage"][0] - details["gist_advantage"][0])
     assert f"{record['value']:+.3f}" in record["figure"]
     assert set(details["per_type"]) == {"pooled (linear)", "per patch (mlp)"}
+    assert set(record["bars"]) == {"pooled (linear)", "per patch (mlp)", "majority answer"}
     assert (budget.root / "runs" / "qa-linear" / "seed-0" / "0-caption" / "eval.json").is_file()

@@ -37,6 +37,7 @@ class Finding:
     rule: str  # how the verdict follows from the figure
     details: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)  # plotted when present
+    bars: dict[str, dict[str, float]] = field(default_factory=dict)  # series -> category -> value; plotted when present
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -79,6 +80,7 @@ def run_claim(claim_id: str, budget: Budget) -> dict[str, Any]:
     return {"id": claim.id, "seed": claim.seed, "section": claim.section, "statement": claim.statement,
             "paper_figure": claim.paper_figure, "figure": finding.figure, "value": finding.value,
             "low": finding.low, "high": finding.high, "verdict": finding.verdict, "rule": finding.rule,
-            "details": finding.details, "curves": finding.curves, "budget": budget.name,
+            "details": finding.details, "curves": finding.curves, "bars": finding.bars,
+            "budget": budget.name,
             "seeds": list(budget.seeds), "cpu_minutes": (cpu_seconds() - start) / 60,
             "command": budget.command(claim.id)}

@@ -1,5 +1,5 @@
 """The study's outputs: findings.json (every claim's record), findings.md (a table and a section per claim) and a
-loss-curve plot per claim that has curves. A run of some claims updates their records and keeps the others."""
+plot per claim that has curves or bars. A run of some claims updates their records and keeps the others."""
 
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ def merged(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_id.values())
 
 
-def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
-    """Mean curve per arm (matplotlib, PNG; training loss over steps unless details name `curve_axes`), or None when
-    the claim has no curves."""
-    if not record.get("curves"):
+def plot_finding(record: dict[str, Any], folder: Path) -> Path | None:
+    """The claim's figure (matplotlib, PNG): a mean curve per arm (training loss over steps unless details name
+    `curve_axes`), else grouped bars per series (details' `bar_axes` name the categories and the value); None when the
+    claim has neither."""
+    if not record.get("curves") and not record.get("bars"):
         return None
     import matplotlib
 
@@ -39,24 +40,50 @@ def plot_curves(record: dict[str, Any], folder: Path) -> Path | None:
     from matplotlib import pyplot, ticker
 
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
-    for name, (steps, values) in record["curves"].items():
-        axes.plot(steps, values, label=name)
-    values = [v for _, ys in record["curves"].values() for v in ys if v is not None]
-    if values and min(values) > 0 and max(values) > 3 * min(values):
-        axes.set_yscale("log")  # a high first value would squash the differences that matter at the end
-        for axis in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
-            axis(ticker.FormatStrFormatter("%g"))
-    x_label, y_label = record.get("details", {}).get("curve_axes", ("step", "training loss"))
+    if record.get("curves"):
+        for name, (steps, values) in record["curves"].items():
+            axes.plot(steps, values, label=name)
+        values = [v for _, ys in record["curves"].values() for v in ys if v is not None]
+        x_label, y_label = record.get("details", {}).get("curve_axes", ("step", "training loss"))
+        legend = {"fontsize": "small"}
+    else:
+        values = grouped_bars(axes, record["bars"], record.get("details", {}).get("bar_reference"))
+        x_label, y_label = record.get("details", {}).get("bar_axes", ("", "value"))
+        legend = {"fontsize": "small", "loc": "upper center", "ncol": len(record["bars"]), "frameon": False}
+    log = bool(values) and min(values) > 0 and max(values) > (3 if record.get("curves") else 20) * min(values)
+    if log:  # a high first value (or one tall bar) would squash the differences that matter
+        axes.set_yscale("log")
+        axes.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        axes.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g") if record.get("curves") else
+                                       ticker.NullFormatter())
+    if record.get("bars") and values:
+        axes.set_ylim(top=max(values) * (4 if log else 1.25))  # room for the legend above the bars
     axes.set_xlabel(x_label)
     axes.set_ylabel(f"{y_label} (mean of {len(record['seeds'])} seeds)")
     axes.set_title(record["id"])
-    axes.legend()
+    axes.legend(**legend)
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['id']}.png"
     figure.savefig(path, dpi=110)
     pyplot.close(figure)
     return path
+
+
+def grouped_bars(axes: Any, bars: dict[str, dict[str, float]], reference: str | None = None) -> list[float]:
+    """One group of bars per category, one bar per series (a missing value leaves a gap; the `reference` series, a
+    baseline, in grey); returns the values drawn."""
+    categories = list(dict.fromkeys(category for series in bars.values() for category in series))
+    width = 0.8 / len(bars)
+    drawn = []
+    for index, (name, series) in enumerate(bars.items()):
+        places = [i for i, category in enumerate(categories) if category in series]
+        heights = [series[categories[i]] for i in places]
+        axes.bar([i + (index - (len(bars) - 1) / 2) * width for i in places], heights, width, label=name,
+                 **({"color": "0.65"} if name == reference else {}))
+        drawn += heights
+    axes.set_xticks(range(len(categories)), categories)
+    return drawn
 
 
 def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
@@ -89,7 +116,7 @@ def write_report(records: list[dict[str, Any]], out: Path) -> Path:
     records = merged(out, records)
     plots = {}
     for record in records:
-        path = plot_curves(record, out / "findings")
+        path = plot_finding(record, out / "findings")
         if path is not None:
             plots[record["id"]] = f"findings/{path.name}"
     write_atomic(out / "findings.json", json.dumps({"claims": records}, indent=2))
