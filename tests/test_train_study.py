@@ -90,6 +90,21 @@ def test_report_keeps_earlier_claims_and_plots_curves_and_bars(tmp_path):
     assert (tmp_path / "findings" / "c.png").stat().st_size > 1000
 
 
+def test_readme_lists_every_published_claim_under_its_verdict_and_the_total_cpu_minutes():
+    root = Path(__file__).resolve().parent.parent
+    claims = json.loads((root / "docs" / "findings.json").read_text())["claims"]
+    assert all(claim["budget"] == "full" for claim in claims)  # a --tiny run must not be published
+    section = (root / "README.md").read_text().split("## The seed papers' claims, re-run here")[1].split("\n## ")[0]
+    listed = {}
+    for line in section.replace("\n  ", " ").splitlines():
+        if line.startswith("- **"):
+            verdict, names = line[4:].split("**:")
+            listed.update({name.strip(): verdict.removesuffix(" at this scale") for name in names.split(",")})
+    assert listed == {claim["id"]: claim["verdict"] for claim in claims}
+    assert f"re-runs {len(claims)} of their claims" in section
+    assert f"{sum(claim['cpu_minutes'] for claim in claims):.0f} CPU minutes in all" in section
+
+
 def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained_them(tmp_path):
     def record(minutes: float, seeds: list[int]) -> dict:
         return {"id": "a", "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
