@@ -4,11 +4,13 @@ plot per claim that has curves or bars. A run of some claims updates their recor
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from train.run_files import write_atomic
 
+LINE_STYLES = ["-", "--", "-.", ":"]  # curves that lie on top of each other stay apart
 TINY_NOTE = ("These numbers come from the `--tiny` budget (a random 2-layer LLM, a few images and steps): they show "
              "that each experiment runs end to end and say nothing about the papers.")
 
@@ -31,8 +33,9 @@ def merged(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def plot_finding(record: dict[str, Any], folder: Path) -> Path | None:
     """The claim's figure (matplotlib, PNG): a mean curve per arm (training loss over steps unless details name
     `curve_axes`), else grouped bars per series (details' `bar_axes` name the categories and the value); None when the
-    claim has neither."""
-    if not record.get("curves") and not record.get("bars"):
+    claim has neither. The value axis is logarithmic when a curve's first value (or one bar) dwarfs the rest."""
+    curves, bars, details = record.get("curves"), record.get("bars"), record.get("details", {})
+    if not curves and not bars:
         return None
     import matplotlib
 
@@ -40,23 +43,28 @@ def plot_finding(record: dict[str, Any], folder: Path) -> Path | None:
     from matplotlib import pyplot, ticker
 
     figure, axes = pyplot.subplots(figsize=(6, 3.5))
-    if record.get("curves"):
-        for name, (steps, values) in record["curves"].items():
-            axes.plot(steps, values, label=name)
-        values = [v for _, ys in record["curves"].values() for v in ys if v is not None]
-        x_label, y_label = record.get("details", {}).get("curve_axes", ("step", "training loss"))
+    if curves:
+        for index, (name, (steps, values)) in enumerate(curves.items()):
+            axes.plot(steps, values, LINE_STYLES[index % len(LINE_STYLES)], label=name)
+        axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        values = [v for _, ys in curves.values() for v in ys if v is not None]
+        firsts = [ys[0] for _, ys in curves.values() if ys and ys[0] is not None]
+        log = bool(values) and min(values) > 0 and max(firsts, default=0) > 3 * min(values)
+        x_label, y_label = details.get("curve_axes", ("step", "training loss"))
         legend = {"fontsize": "small"}
     else:
-        values = grouped_bars(axes, record["bars"], record.get("details", {}).get("bar_reference"))
-        x_label, y_label = record.get("details", {}).get("bar_axes", ("", "value"))
-        legend = {"fontsize": "small", "loc": "upper center", "ncol": len(record["bars"]), "frameon": False}
-    log = bool(values) and min(values) > 0 and max(values) > (3 if record.get("curves") else 20) * min(values)
-    if log:  # a high first value (or one tall bar) would squash the differences that matter
+        values = grouped_bars(axes, bars, details.get("bar_reference"))
+        log = bool(values) and min(values) > 0 and max(values) > 20 * min(values)
+        x_label, y_label = details.get("bar_axes", ("", "value"))
+        legend = {"fontsize": "small", "loc": "upper center", "ncol": len(bars), "frameon": False}
+    if log:
         axes.set_yscale("log")
+        decades = math.log10(max(values) / min(values))
+        subs = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0) if decades < 1 else (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+        axes.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
         axes.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
-        axes.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g") if record.get("curves") else
-                                       ticker.NullFormatter())
-    if record.get("bars") and values:
+        axes.yaxis.set_minor_formatter(ticker.NullFormatter())
+    if bars and values:
         axes.set_ylim(top=max(values) * (4 if log else 1.25))  # room for the legend above the bars
     axes.set_xlabel(x_label)
     axes.set_ylabel(f"{y_label} (mean of {len(record['seeds'])} seeds)")
