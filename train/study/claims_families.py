@@ -126,7 +126,7 @@ def pooled_vs_per_patch(budget: Budget) -> Finding:
         rule="inconclusive while the per-patch adapter answers detail questions no better than the majority answer "
              "+ 0.05; held if the paired interval of (per-patch advantage on colour and position) minus (its "
              "advantage on count and shape) lies above 0; did not hold if it lies at or below 0; otherwise "
-             "inconclusive. Count is grouped with the gist as issue 14 words the claim; the paper lists counting "
+             "inconclusive. Count is grouped with the gist as the claim is worded here; the paper lists counting "
              "among the pooled adapter's failures, so the per-type accuracies are in the details for regrouping",
         details={"per_type": per_type, "majority_answer": majority, "details_advantage": details_gap,
                  "gist_advantage": gist_gap, "contrast": contrast, "bar_axes": QUESTION_AXES,
