@@ -80,7 +80,6 @@ def run_claim(claim_id: str, budget: Budget) -> dict[str, Any]:
     return {"id": claim.id, "seed": claim.seed, "section": claim.section, "statement": claim.statement,
             "paper_figure": claim.paper_figure, "figure": finding.figure, "value": finding.value,
             "low": finding.low, "high": finding.high, "verdict": finding.verdict, "rule": finding.rule,
-            "details": finding.details, "curves": finding.curves, "bars": finding.bars,
-            "budget": budget.name,
+            "details": finding.details, "curves": finding.curves, "bars": finding.bars, "budget": budget.name,
             "seeds": list(budget.seeds), "cpu_minutes": (cpu_seconds() - start) / 60,
             "command": budget.command(claim.id)}

@@ -101,10 +101,9 @@ def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
              "the claim itself spent: runs it shares with a claim before it (same arm and seed) are counted there. The "
              "families trained on one recipe and shipped are compared in [families.md](families.md).", "",
              "Budget `full`: a run trains 300 steps of batch 8 on 400 shapes training images (lr 1e-3; an LLM, if any, "
-             "frozen), "
-             "validates on 40 and is evaluated on 50 held-out images; claims add their stages, questions and options "
-             "(`train/study/cli.py`, `train/study/arms.py`). Seed s gives every arm the same data order, so intervals "
-             "are paired 95% t intervals over the seeds. Seed papers: `../shared/seeds/` (TerraAlign is "
+             "frozen), validates on 40 and is evaluated on 50 held-out images; claims add their stages, questions and "
+             "options (`train/study/cli.py`, `train/study/arms.py`). Seed s gives every arm the same data order, so "
+             "intervals are paired 95% t intervals over the seeds. Seed papers: `../shared/seeds/` (TerraAlign is "
              "terraalign-thesis.txt, single-FC single-fc-layer-adapter.txt).", ""]
     if any(record["budget"] == "tiny" for record in records):
         lines += [f"> {TINY_NOTE}", ""]
