@@ -79,8 +79,8 @@ def test_report_keeps_earlier_claims_and_plots_curves_and_bars(tmp_path):
                 "command": f"c {claim}"}
 
     write_report([record("a", {"arm": ([1, 2], [3.0, 2.0])})], tmp_path)
-    write_report([record("b", {}), record("c", {}, {"mlp": {"colour": 0.2, "count": 0.6}, "majority": {"count": 0.5}})],
-                 tmp_path)
+    with_interval = {"colour": 0.2, "count": {"mean": 0.6, "low": -0.1, "high": 0.9}}  # a low below 0 is clipped
+    write_report([record("b", {}), record("c", {}, {"mlp": with_interval, "majority": {"count": 0.5}})], tmp_path)
     claims = json.loads((tmp_path / "findings.json").read_text())["claims"]
     assert [c["id"] for c in claims] == ["a", "b", "c"]
     text = (tmp_path / "findings.md").read_text()

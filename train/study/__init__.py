@@ -37,7 +37,8 @@ class Finding:
     rule: str  # how the verdict follows from the figure
     details: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)  # plotted when present
-    bars: dict[str, dict[str, float]] = field(default_factory=dict)  # series -> category -> value; plotted when present
+    bars: dict[str, dict[str, float | dict]] = field(default_factory=dict)  # series -> category -> value or
+    # interval (train.sweep.interval: mean, low, high); plotted when present
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -11,7 +11,7 @@ from train.study import Budget, Claim, Finding, register
 from train.study.arms import EVAL_QUESTIONS, align, qa, qa_eval
 from train.study.claims import COMPONENTS_RULE, SINGLE_FC, TERRAALIGN, components_of, norm_spread
 from train.study.runs import combined, direction, eval_of, final_runs, show
-from train.sweep import paired_interval
+from train.sweep import interval, paired_interval
 
 FAMILIES = ("mlp", "attention", "query")
 PAPER_STAGE = {"mlp": "caption", "attention": "align", "query": "align"}  # where the thesis counted
@@ -46,7 +46,7 @@ def components_per_family(budget: Budget) -> Finding:
                  "paper_stage": PAPER_STAGE, "bar_reference": "thesis",
                  "bar_axes": ("family (thesis: mlp after fine-tuning, the others after the align stage)",
                               "components for 80%")},
-        bars={**{f"after {stage}": {family: found[f"{family} after {stage}"]["count"]["mean"] for family in FAMILIES}
+        bars={**{f"after {stage}": {family: found[f"{family} after {stage}"]["count"] for family in FAMILIES}
                  for stage in ("align", "caption")},
               "thesis": THESIS_COMPONENTS})
 
@@ -64,9 +64,13 @@ def type_accuracy(metrics: dict, types: tuple[str, ...]) -> float:
     return statistics.fmean(scores)
 
 
-def mean_per_type(evals: list[dict]) -> dict[str, float]:
-    """Exact-match accuracy per question type (and overall), the mean over seeds."""
-    return {t: statistics.fmean(m["vqa_exact_match"][t] for m in evals) for t in evals[0]["vqa_exact_match"]}
+def per_type(evals: list[dict]) -> dict[str, dict]:
+    """Exact-match accuracy per question type (and overall): mean and interval over seeds."""
+    return {t: interval([m["vqa_exact_match"][t] for m in evals]) for t in evals[0]["vqa_exact_match"]}
+
+
+def means(intervals: dict[str, dict]) -> dict[str, float]:
+    return {key: value["mean"] for key, value in intervals.items()}
 
 
 def families_classification(budget: Budget) -> Finding:
@@ -83,7 +87,7 @@ def families_classification(budget: Budget) -> Finding:
         verdict = "inconclusive"
     else:
         verdict = combined([direction(gap) for gap in gaps.values()])
-    per_type = {family: mean_per_type(evals[family]) for family in FAMILIES}
+    accuracies = {family: per_type(evals[family]) for family in FAMILIES}
     scores = ", ".join(f"{family} {statistics.fmean(overall[family]):.3f}" for family in FAMILIES)
     return Finding(
         figure=f"shapes questions, exact match: {scores} (majority answer {majority:.3f}); attention minus mlp "
@@ -94,10 +98,11 @@ def families_classification(budget: Budget) -> Finding:
         rule="inconclusive while no family beats the majority-answer baseline by 0.05; held if the paired intervals "
              "of attention minus mlp and query minus mlp both lie above 0 (the thesis: 83.56 and 82.86 vs 81.52%); "
              "did not hold if either lies at or below 0; otherwise inconclusive",
-        details={"overall": overall, "per_type": per_type, "majority_answer": evals["mlp"][0][
+        details={"overall": overall, "per_type": {family: means(a) for family, a in accuracies.items()},
+                 "majority_answer": evals["mlp"][0][
             "vqa_majority_answer_baseline"], "minus_mlp": gaps, "questions_per_image": EVAL_QUESTIONS,
             "bar_axes": QUESTION_AXES, "bar_reference": "majority answer"},
-        bars={**per_type, "majority answer": evals["mlp"][0]["vqa_majority_answer_baseline"]})
+        bars={**accuracies, "majority answer": evals["mlp"][0]["vqa_majority_answer_baseline"]})
 
 
 def pooled_vs_per_patch(budget: Budget) -> Finding:
@@ -118,7 +123,7 @@ def pooled_vs_per_patch(budget: Budget) -> Finding:
         verdict = "inconclusive"
     else:
         verdict = direction(contrast)
-    per_type = {"pooled (linear)": mean_per_type(pooled), "per patch (mlp)": mean_per_type(patches)}
+    accuracies = {"pooled (linear)": per_type(pooled), "per patch (mlp)": per_type(patches)}
     return Finding(
         figure=f"per-patch minus pooled accuracy: details (colour, position) {statistics.fmean(details_gap):+.3f}, "
                f"gist (count, shape) {statistics.fmean(gist_gap):+.3f}; difference {show(contrast)}",
@@ -128,10 +133,11 @@ def pooled_vs_per_patch(budget: Budget) -> Finding:
              "advantage on count and shape) lies above 0; did not hold if it lies at or below 0; otherwise "
              "inconclusive. Count is grouped with the gist as the claim is worded here; the paper lists counting "
              "among the pooled adapter's failures, so the per-type accuracies are in the details for regrouping",
-        details={"per_type": per_type, "majority_answer": majority, "details_advantage": details_gap,
+        details={"per_type": {name: means(a) for name, a in accuracies.items()}, "majority_answer": majority,
+                 "details_advantage": details_gap,
                  "gist_advantage": gist_gap, "contrast": contrast, "bar_axes": QUESTION_AXES,
                  "bar_reference": "majority answer"},
-        bars={**per_type, "majority answer": majority})
+        bars={**accuracies, "majority answer": majority})
 
 
 register(Claim("components-per-family", TERRAALIGN, "3.5 Analysis (Simple Adapter, Self Attention, Query Adapter)",

@@ -67,7 +67,9 @@ def plot_finding(record: dict[str, Any], folder: Path) -> Path | None:
     if bars and values:
         axes.set_ylim(top=max(values) * (4 if log else 1.25))  # room for the legend above the bars
     axes.set_xlabel(x_label)
-    axes.set_ylabel(f"{y_label} (mean of {len(record['seeds'])} seeds)")
+    with_intervals = any(isinstance(v, dict) for series in (bars or {}).values() for v in series.values())
+    spread = f"mean of {len(record['seeds'])} seeds{', 95% CI' if with_intervals else ''}"
+    axes.set_ylabel(f"{y_label} ({spread})" if len(y_label + spread) < 40 else f"{y_label}\n({spread})")
     axes.set_title(record["id"])
     axes.legend(**legend)
     figure.tight_layout()
@@ -78,20 +80,29 @@ def plot_finding(record: dict[str, Any], folder: Path) -> Path | None:
     return path
 
 
-def grouped_bars(axes: Any, bars: dict[str, dict[str, float]], reference: str | None = None) -> list[float]:
+def grouped_bars(axes: Any, bars: dict[str, dict[str, Any]], reference: str | None = None) -> list[float]:
     """One group of bars per category, one bar per series (a missing value leaves a gap; the `reference` series, a
-    baseline, in grey); returns the values drawn."""
+    baseline, in grey). A value is a number or an interval (mean, low, high), drawn as the mean with an error bar
+    that stops at the axis where the interval reaches 0 or below. Returns the heights and interval tops drawn."""
     categories = list(dict.fromkeys(category for series in bars.values() for category in series))
     width = 0.8 / len(bars)
-    drawn = []
+    drawn, errors = [], []
     for index, (name, series) in enumerate(bars.items()):
         places = [i for i, category in enumerate(categories) if category in series]
-        heights = [series[categories[i]] for i in places]
-        axes.bar([i + (index - (len(bars) - 1) / 2) * width for i in places], heights, width, label=name,
-                 **({"color": "0.65"} if name == reference else {}))
+        values = [series[categories[i]] for i in places]
+        heights = [value["mean"] if isinstance(value, dict) else value for value in values]
+        x = [i + (index - (len(bars) - 1) / 2) * width for i in places]
+        axes.bar(x, heights, width, label=name, **({"color": "0.65"} if name == reference else {}))
         drawn += heights
+        errors += [(place, value) for place, value in zip(x, values)
+                   if isinstance(value, dict) and value.get("low") is not None]
+    floor = min((h for h in drawn if h > 0), default=1.0) / 2
+    for place, value in errors:
+        low = max(value["low"], min(floor, value["mean"]))
+        axes.errorbar(place, value["mean"], yerr=[[value["mean"] - low], [value["high"] - value["mean"]]],
+                      fmt="none", ecolor="black", elinewidth=1, capsize=2)
     axes.set_xticks(range(len(categories)), categories)
-    return drawn
+    return drawn + [value["high"] for _, value in errors]
 
 
 def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
