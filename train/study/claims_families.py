@@ -18,6 +18,7 @@ PAPER_STAGE = {"mlp": "caption", "attention": "align", "query": "align"}  # wher
 GIST, DETAILS = ("count", "shape"), ("colour", "position")
 THESIS_COMPONENTS = {"mlp": 68, "attention": 14, "query": 33}
 QUESTION_AXES = ("held-out shapes question type", "exact-match accuracy")
+MAJORITY = "majority answer"  # the baseline series of the question figures
 
 
 def components_per_family(budget: Budget) -> Finding:
@@ -69,8 +70,12 @@ def per_type(evals: list[dict]) -> dict[str, dict]:
     return {t: interval([m["vqa_exact_match"][t] for m in evals]) for t in evals[0]["vqa_exact_match"]}
 
 
-def means(intervals: dict[str, dict]) -> dict[str, float]:
-    return {key: value["mean"] for key, value in intervals.items()}
+def by_question_type(accuracies: dict[str, dict[str, dict]], baseline: dict[str, float]) -> tuple[dict, dict]:
+    """The figure's bars (each adapter's accuracy per question type with its interval, the majority answer as the
+    grey baseline) and the details that go with them (mean accuracies per type, axis names)."""
+    details = {"per_type": {name: {t: iv["mean"] for t, iv in types.items()} for name, types in accuracies.items()},
+               "majority_answer": baseline, "bar_axes": QUESTION_AXES, "bar_reference": MAJORITY}
+    return {**accuracies, MAJORITY: baseline}, details
 
 
 def families_classification(budget: Budget) -> Finding:
@@ -81,13 +86,14 @@ def families_classification(budget: Budget) -> Finding:
     runs = final_runs([qa(f, budget) for f in FAMILIES], budget)
     evals = {family: asked(runs[f"qa-{family}"], budget) for family in FAMILIES}
     overall = {family: [m["vqa_exact_match"]["overall"] for m in evals[family]] for family in FAMILIES}
-    majority = evals["mlp"][0]["vqa_majority_answer_baseline"]["overall"]
+    baseline = evals["mlp"][0]["vqa_majority_answer_baseline"]
+    majority = baseline["overall"]
     gaps = {family: paired_interval(overall[family], overall["mlp"]) for family in ("attention", "query")}
     if max(statistics.fmean(scores) for scores in overall.values()) < majority + 0.05:
         verdict = "inconclusive"
     else:
         verdict = combined([direction(gap) for gap in gaps.values()])
-    accuracies = {family: per_type(evals[family]) for family in FAMILIES}
+    bars, shown = by_question_type({family: per_type(evals[family]) for family in FAMILIES}, baseline)
     scores = ", ".join(f"{family} {statistics.fmean(overall[family]):.3f}" for family in FAMILIES)
     return Finding(
         figure=f"shapes questions, exact match: {scores} (majority answer {majority:.3f}); attention minus mlp "
@@ -98,11 +104,8 @@ def families_classification(budget: Budget) -> Finding:
         rule="inconclusive while no family beats the majority-answer baseline by 0.05; held if the paired intervals "
              "of attention minus mlp and query minus mlp both lie above 0 (the thesis: 83.56 and 82.86 vs 81.52%); "
              "did not hold if either lies at or below 0; otherwise inconclusive",
-        details={"overall": overall, "per_type": {family: means(a) for family, a in accuracies.items()},
-                 "majority_answer": evals["mlp"][0][
-            "vqa_majority_answer_baseline"], "minus_mlp": gaps, "questions_per_image": EVAL_QUESTIONS,
-            "bar_axes": QUESTION_AXES, "bar_reference": "majority answer"},
-        bars={**accuracies, "majority answer": evals["mlp"][0]["vqa_majority_answer_baseline"]})
+        details={"overall": overall, **shown, "minus_mlp": gaps, "questions_per_image": EVAL_QUESTIONS},
+        bars=bars)
 
 
 def pooled_vs_per_patch(budget: Budget) -> Finding:
@@ -123,7 +126,8 @@ def pooled_vs_per_patch(budget: Budget) -> Finding:
         verdict = "inconclusive"
     else:
         verdict = direction(contrast)
-    accuracies = {"pooled (linear)": per_type(pooled), "per patch (mlp)": per_type(patches)}
+    bars, shown = by_question_type({"pooled (linear)": per_type(pooled), "per patch (mlp)": per_type(patches)},
+                                   majority)
     return Finding(
         figure=f"per-patch minus pooled accuracy: details (colour, position) {statistics.fmean(details_gap):+.3f}, "
                f"gist (count, shape) {statistics.fmean(gist_gap):+.3f}; difference {show(contrast)}",
@@ -133,11 +137,8 @@ def pooled_vs_per_patch(budget: Budget) -> Finding:
              "advantage on count and shape) lies above 0; did not hold if it lies at or below 0; otherwise "
              "inconclusive. Count is grouped with the gist as the claim is worded here; the paper lists counting "
              "among the pooled adapter's failures, so the per-type accuracies are in the details for regrouping",
-        details={"per_type": {name: means(a) for name, a in accuracies.items()}, "majority_answer": majority,
-                 "details_advantage": details_gap,
-                 "gist_advantage": gist_gap, "contrast": contrast, "bar_axes": QUESTION_AXES,
-                 "bar_reference": "majority answer"},
-        bars={**accuracies, "majority answer": majority})
+        details={**shown, "details_advantage": details_gap, "gist_advantage": gist_gap, "contrast": contrast},
+        bars=bars)
 
 
 register(Claim("components-per-family", TERRAALIGN, "3.5 Analysis (Simple Adapter, Self Attention, Query Adapter)",
