@@ -99,3 +99,96 @@ def test_a_combination_that_needs_an_unreachable_hub_fails_in_one_line(tmp_path)
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+WEIRD_NAMES = {b"bad\xff.png": "bad\\xff.png", b"new\nline.png": "new\\nline.png",
+               b"\x1b[31mred.png": "\\x1b[31mred.png", b"rtl\xe2\x80\xaegnp.png": "rtl\\u202egnp.png"}
+
+
+def test_weird_file_names_are_escaped_in_one_line_errors(tmp_path):
+    import os
+
+    folder = os.fsencode(tmp_path)
+    for name in WEIRD_NAMES:
+        with open(os.path.join(folder, name), "wb") as handle:
+            handle.write(b"not an image")
+    paths = [os.path.join(folder, name) for name in WEIRD_NAMES]
+    result = subprocess.run([sys.executable, "-m", "vlm_demo", "caption", "--quiet", *paths], cwd=ROOT,
+                            capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    stderr = result.stderr.decode("utf-8")  # strict: every byte is UTF-8
+    assert result.returncode == 2 and "\x1b" not in stderr and "\u202e" not in stderr, stderr
+    assert stderr.splitlines() == [f"error: {tmp_path}/{shown}: not an image in a format this app reads "
+                                   f"(JPEG, PNG, GIF, BMP, WebP or TIFF)" for shown in WEIRD_NAMES.values()]
+
+
+class _FakeVLM:
+    name, trained = "fake\x1b[2J", True
+
+    def caption(self, images, prompt, settings):
+        return ["a cat"] * len(images)
+
+    def image_tokens(self, images):
+        return [None] * len(images)
+
+
+def test_captions_and_json_records_show_weird_names_escaped_in_valid_utf8(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    from PIL import Image
+
+    from vlm_demo import cli
+
+    for name in WEIRD_NAMES:
+        Image.new("RGB", (8, 8)).save(os.path.join(os.fsencode(tmp_path), name), format="PNG")
+    monkeypatch.setattr(cli, "load_vlm", lambda *_: _FakeVLM())
+    shown = sorted(f"{tmp_path}/{name}" for name in WEIRD_NAMES.values())
+    assert cli.main(["caption", "--quiet", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.encode("utf-8") and sorted(out.splitlines()) == [f"{name}: a cat" for name in shown]
+    assert cli.main(["caption", "--quiet", "--json", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    records = [json.loads(line) for line in out.splitlines()]
+    assert out.encode("utf-8")  # strict: no lone surrogates, so the bytes written are UTF-8
+    assert sorted(record["image"] for record in records) == shown
+    assert {record["combo"] for record in records} == {"fake\\x1b[2J"} and "\x1b" not in out
+
+
+def test_error_lines_from_main_escape_names_in_messages(tmp_path, capsys):
+    from PIL import Image
+
+    from vlm_demo import cli
+
+    photo, checkpoint = tmp_path / "x.png", tmp_path / "ckpt\x1b[31m\nend"
+    Image.new("RGB", (32, 32)).save(photo)
+    checkpoint.mkdir()
+    assert cli.main(["chat", str(tmp_path / "gone\x1b]0;title\x07.png")]) == 2
+    assert cli.main(["caption", str(photo), "--checkpoint", str(checkpoint)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"error: {tmp_path}/gone\\x1b]0;title\\x07.png: no such file", lines
+    assert len(lines) == 2 and lines[1].startswith("error: ") and "ckpt\\x1b[31m" in lines[1], lines
+    assert "\x1b" not in "".join(lines)
+
+
+def test_analysis_verbs_escape_the_names_they_print(tmp_path, monkeypatch, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from vlm_demo import cli
+    from vlm_demo.analysis import cli as analysis_cli
+    from vlm_demo.analysis import figures
+
+    photo, out = tmp_path / "cat\x1b[31m\u202e.png", tmp_path / "fig\n\x9b1m.png"
+    Image.new("RGB", (32, 32)).save(photo, format="PNG")
+    monkeypatch.setattr(cli, "load_vlm", lambda *_: _FakeVLM())
+    monkeypatch.setattr(analysis_cli, "neighbors_record", lambda vlm, image, name, *_: ({"image": name}, None))
+    monkeypatch.setattr(figures, "pca_view", lambda *_, **__: SimpleNamespace(title="PCA", status="fake"))
+    monkeypatch.setattr(figures, "save_figure", lambda view, path: path)
+    monkeypatch.setattr(figures, "notes", lambda view: "notes")
+    assert cli.main(["neighbors", str(photo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["image"] == f"{tmp_path}/cat\\x1b[31m\\u202e.png"
+    assert cli.main(["pca", str(photo), "--caption", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["caption of cat\\x1b[31m\\u202e.png: a cat", "PCA; fake", "notes",
+                                                    f"wrote {tmp_path}/fig\\n\\x9b1m.png"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,131 @@ def test_devices_pipes_and_oversized_files_are_refused_without_reading(tmp_path)
         handle.truncate(26 * 2**20)  # sparse: no disk used
     with pytest.raises(ImageError, match="too large"):
         open_image(big)
+
+
+def test_long_thin_images_are_refused_from_the_header_and_twenty_to_one_still_opens(tmp_path):
+    for size in [(5000, 1), (1, 5000), (421, 20)]:
+        path = tmp_path / f"thin-{size[0]}x{size[1]}.png"
+        Image.new("RGB", size).save(path)
+        with pytest.raises(ImageError, match=rf"{size[0]}x{size[1]} is too long and thin \(aspect ratio limit 20:1\)"):
+            open_image(path)
+    with pytest.raises(ImageError, match="too long and thin"):
+        open_image(Image.new("RGB", (300, 10)))
+    assert open_image(Image.new("RGB", (400, 20))).size == (400, 20)
+    assert open_image(Image.new("RGB", (1, 20))).size == (1, 20)
+
+
+PREPROCESS_PEAK = """
+import sys
+import torch
+from PIL import Image
+from vlm_demo.encoders.base import VisionEncoder
+from vlm_demo.images import ImageError, open_image
+
+class Encoder(VisionEncoder):
+    embed_dim = num_tokens = 1
+    def encode(self, pixels): ...
+
+def kb(key):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key))
+
+raw = Image.open(sys.argv[1]).convert("RGB") if sys.argv[2] == "raw" else None  # skips open_image's checks
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")
+start = kb("VmRSS")
+try:
+    pixels = Encoder().preprocess([raw or open_image(sys.argv[1])])
+    outcome = f"preprocessed {tuple(pixels.shape)}"
+except ImageError as error:
+    outcome = str(error)
+print((kb("VmHWM") - start) / 1024, outcome)
+"""
+
+
+def _preprocess_peak_mb(path: Path, raw: bool) -> tuple[float, str]:
+    """Peak memory (MB) of turning `path` into encoder pixels in a fresh process (`raw`: without open_image)."""
+    result = subprocess.run([sys.executable, "-c", PREPROCESS_PEAK, str(path), "raw" if raw else "checked"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    peak, outcome = result.stdout.strip().split(" ", 1)
+    return float(peak), outcome
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_a_tiny_long_thin_png_costs_little_memory_whether_refused_or_preprocessed(tmp_path):
+    thin = tmp_path / "thin.png"  # 110 bytes; scaled to 224 px tall before cropping it took 1.9 GB
+    Image.new("RGB", (10_000, 1), "red").save(thin)
+    peak, outcome = _preprocess_peak_mb(thin, raw=False)
+    assert "10000x1 is too long and thin" in outcome and peak < 150, (peak, outcome)
+    peak, outcome = _preprocess_peak_mb(thin, raw=True)
+    assert outcome == "preprocessed (1, 3, 224, 224)" and peak < 150, (peak, outcome)
+
+
+def _resize_then_crop(image: Image.Image, size: int) -> Image.Image:
+    """The encoders' preprocessing as it was: the short side scaled to `size`, then the centre cropped."""
+    width, height = image.size
+    scale = size / min(width, height)
+    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    return resized.crop((left, top, left + size, top + size))
+
+
+def test_center_crop_gives_the_same_pixels_as_resizing_then_cropping():
+    from vlm_demo.encoders.base import resize_center_crop
+
+    photo = open_image(ROOT / "assets" / "examples" / "chelsea.jpg")
+    cases = [photo, photo.rotate(90, expand=True), photo.crop((0, 0, 301, 97)), photo.crop((50, 20, 90, 150)),
+             photo.crop((0, 0, 224, 300)), photo.resize((224, 224))]
+    for image in cases:
+        for size in (224, 192, 518):
+            ours = np.asarray(resize_center_crop(image, size), dtype=np.int16)
+            reference = np.asarray(_resize_then_crop(image, size), dtype=np.int16)
+            assert ours.shape == (size, size, 3) and np.abs(ours - reference).max() <= 1, (image.size, size)
+
+
+def _tiff(size: tuple[int, int], data: bytes, tile: int | None = None, rows_per_strip: int | None = None,
+          compression: int = 1) -> bytes:
+    """A little-endian 8-bit RGB TIFF holding `data` as one tile (tile x tile) or one strip."""
+    width, height = size
+    layout = [(322, 4, tile), (323, 4, tile), (324, 4, 14), (325, 4, len(data))] if tile else \
+        [(273, 4, 14), (278, 4, rows_per_strip or height), (279, 4, len(data))]
+    tags = sorted([(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, compression), (262, 3, 2),
+                   (277, 3, 3), *layout])
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHI", code, kind, 1) + struct.pack("<HH" if kind == 3 else "<I", value, *[0] * (kind == 3))
+        for code, kind, value in tags) + b"\0\0\0\0"
+    return b"II*\0" + struct.pack("<I", 14 + len(data)) + b"\0" * 6 + data + ifd
+
+
+def _deflated_zeros(chunk: int, repeats: int) -> bytes:
+    """zlib data for chunk * repeats zero bytes, built from one compressed chunk in milliseconds."""
+    compressor = zlib.compressobj(9)
+    block = compressor.compress(bytes(chunk)) + compressor.flush(zlib.Z_FULL_FLUSH)  # byte-aligned, no back-refs
+    total = chunk * repeats
+    return block[:2] + block[2:] * repeats + b"\x03\x00" + struct.pack(">I", (total % 65521) << 16 | 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_tiff_whose_tile_dwarfs_the_image_is_refused_before_decoding(tmp_path):
+    bomb = tmp_path / "tile-bomb.tif"  # 16x16 pixels in one 16384x16384 deflate tile: libtiff fills all 805 MB
+    bomb.write_bytes(_tiff((16, 16), _deflated_zeros(16384 * 3 * 256, 64), tile=16384, compression=8))
+    assert bomb.stat().st_size < 1_000_000
+    peak, outcome = _peak_mb(bomb)
+    assert outcome == f"{bomb}: the TIFF tile 16384x16384 is larger than the 16x16 image" and peak < 20, \
+        (peak, outcome)
+
+
+def test_tiff_tiles_padded_to_sixteen_and_whole_image_strips_still_open(tmp_path):
+    padded = tmp_path / "padded.tif"  # 20x17 in one 32x32 tile, as libtiff writes it
+    padded.write_bytes(_tiff((20, 17), zlib.compress(bytes(32 * 32 * 3)), tile=32, compression=8))
+    assert open_image(padded).size == (20, 17)
+    strip = tmp_path / "strip.tif"  # RowsPerStrip 2**32 - 1 is the TIFF default: "the whole image is one strip"
+    strip.write_bytes(_tiff((20, 17), bytes(20 * 17 * 3), rows_per_strip=2**32 - 1))
+    assert open_image(strip).size == (20, 17)
+    with pytest.raises(ImageError, match=r"the TIFF tile 32x32 is too many pixels \(limit 340\)"):
+        open_image(padded, max_pixels=20 * 17)
+    wide = tmp_path / "wide-tile.tif"
+    wide.write_bytes(_tiff((20, 17), zlib.compress(bytes(48 * 48 * 3)), tile=48, compression=8))
+    with pytest.raises(ImageError, match=r"TIFF tile 48x48 is larger than the 20x17 image"):
+        open_image(wide)

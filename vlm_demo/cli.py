@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from vlm_demo.images import SUFFIXES
+from vlm_demo.images import SUFFIXES, printable_name
 
 
 class UsageError(Exception):
@@ -82,7 +82,7 @@ def load_vlm(combo: str, checkpoint: str | None = None):
 
     vlm = VisionLanguageModel.from_checkpoint(checkpoint) if checkpoint else VisionLanguageModel.from_combo(combo)
     if not vlm.trained:
-        print(f"note: combination '{vlm.name}' uses an {vlm.status}", file=sys.stderr)
+        print(f"note: combination '{printable_name(vlm.name)}' uses an {vlm.status}", file=sys.stderr)
     return vlm
 
 
@@ -104,16 +104,17 @@ def cmd_caption(args: argparse.Namespace) -> int:
         for path in chunk:
             try:
                 images.append(open_image(path))
-                names.append(str(path))
+                names.append(printable_name(path))
             except ImageError as error:
                 failures += 1
-                progress.write(f"error: {error}", file=sys.stderr)
+                progress.write(f"error: {printable_name(str(error))}", file=sys.stderr)
         if images:
             if vlm is None:
                 vlm = load_vlm(args.combo, args.checkpoint)
             for name, caption in zip(names, vlm.caption(images, args.prompt, settings)):
                 if args.json:
-                    record = {"image": name, "caption": caption, "combo": vlm.name, "adapter_trained": vlm.trained}
+                    record = {"image": name, "caption": caption, "combo": printable_name(vlm.name),
+                              "adapter_trained": vlm.trained}
                     progress.write(json.dumps(record, ensure_ascii=False))
                 else:
                     progress.write(f"{name}: {caption}")
@@ -130,7 +131,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     image = open_image(args.image)
     vlm = load_vlm(args.combo, args.checkpoint)
     history: list[tuple[str, str]] = []
-    print(f"Chatting about {args.image} with '{vlm.name}'. Empty line or /quit ends; /reset forgets the conversation.")
+    print(f"Chatting about {printable_name(args.image)} with '{printable_name(vlm.name)}'. "
+          "Empty line or /quit ends; /reset forgets the conversation.")
     while True:
         try:
             message = input("you> ").strip()
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except (ImageError, CheckpointError, UsageError, ValueError, OSError) as error:  # OSError: files and the hub
         lines = str(error).strip().splitlines() or [type(error).__name__]
-        print(f"error: {lines[0]}", file=sys.stderr)
+        print(f"error: {printable_name(lines[0])}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -11,16 +13,43 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 16_000_000  # 4000 x 4000: plenty for encoders that look at 224 px; more is refused before decoding
+MAX_ASPECT = 20  # longest side over shortest: a 5000x1 strip is not a photo, and cropping it for an encoder is waste
 MAX_FILE_BYTES = 25 * 2**20  # also the app's upload limit (launch's max_file_size)
 # The formats the app and the CLI accept; EPS, PSD, etc. are never parsed.
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 READABLE = "JPEG, PNG, GIF, BMP, WebP or TIFF"
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+_TIFF_TILE = 16  # TIFF tile sides are multiples of 16, so a tile may pad the image up to the next one
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, bidi/format marks, surrogates, line breaks
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _ROWS = 256  # deep images are scaled to 8 bits this many rows at a time (float32), never as one float copy
 
 
 class ImageError(ValueError):
     """An image could not be read; the message says why in one line."""
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by the file system's surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable_name(name: str | bytes | os.PathLike) -> str:
+    """A file name (or any text) safe for one line of a terminal or of UTF-8 JSON.
+
+    Bytes that are not UTF-8 become \\xNN; newlines, tabs, ESC and other C0/C1 controls, bidi and other
+    format marks and line separators become \\n, \\t, \\xNN or \\uNNNN. Backslashes are left alone, so
+    the result is for showing, not for turning back into the name."""
+    text = os.fsdecode(name)
+    if text.isprintable():
+        return text
+    return "".join(_escape(char) if unicodedata.category(char) in _UNPRINTABLE else char for char in text)
 
 
 def _deep_to_l(image: Image.Image) -> Image.Image:
@@ -83,11 +112,39 @@ def _decode(data: bytes, name: str) -> Image.Image:
         raise ImageError(f"{name}: cannot be decoded ({error})") from None
 
 
+def _check_tiff_tiles(image: Image.Image, name: str, max_pixels: int) -> None:
+    """libtiff allocates and fills a whole tile, however small the image: a tile must fit the image (padded to 16)."""
+    tags = getattr(image, "tag_v2", {})
+    if image.format != "TIFF" or (322 not in tags and 323 not in tags):
+        return
+    width, height = image.size
+    tile_width, tile_height = tags.get(322, width), tags.get(323, height)
+    if not isinstance(tile_width, int) or not isinstance(tile_height, int):
+        raise ImageError(f"{name}: cannot be decoded (invalid TIFF tile size)")
+    if tile_width > -(-width // _TIFF_TILE) * _TIFF_TILE or tile_height > -(-height // _TIFF_TILE) * _TIFF_TILE:
+        raise ImageError(f"{name}: the TIFF tile {tile_width}x{tile_height} is larger than the {width}x{height} image")
+    if tile_width * tile_height > max_pixels:
+        raise ImageError(f"{name}: the TIFF tile {tile_width}x{tile_height} is too many pixels (limit {max_pixels:,})")
+
+
+def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
+    """Refuse from the header alone: too many pixels, none, or too long and thin for a centre crop."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} is too many pixels (limit {max_pixels:,})")
+    if width == 0 or height == 0:
+        raise ImageError(f"{name}: the image has no pixels")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(f"{name}: {width}x{height} is too long and thin (aspect ratio limit {MAX_ASPECT}:1)")
+    _check_tiff_tiles(image, name, max_pixels)
+
+
 def open_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open a path, raw bytes or PIL image as RGB with EXIF orientation applied (first frame only).
 
-    The pixel count is checked from the header before any pixel is decoded."""
-    name = "image" if isinstance(source, (bytes, Image.Image)) else str(source)
+    The pixel count, the aspect ratio and TIFF tile sizes are checked from the header before any pixel is
+    decoded. Messages name a path through `printable_name`."""
+    name = "image" if isinstance(source, (bytes, Image.Image)) else printable_name(source)
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -95,11 +152,7 @@ def open_image(source: str | Path | bytes | Image.Image, max_pixels: int = MAX_P
         if not data:
             raise ImageError(f"{name}: the file is empty")
         image = _decode(data, name)
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(f"{name}: {width}x{height} is too many pixels (limit {max_pixels:,})")
-    if width == 0 or height == 0:
-        raise ImageError(f"{name}: the image has no pixels")
+    _check_size(image, name, max_pixels)
     try:
         if getattr(image, "is_animated", False):
             image.seek(0)

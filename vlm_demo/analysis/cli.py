@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from vlm_demo import cli
+from vlm_demo.images import printable_name
 
 FIGURE_SUFFIXES = (".html", ".htm", ".png")
 
@@ -54,7 +55,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def _describe(vlm) -> str:
-    return (f"combination '{vlm.name}' ({vlm.encoder.name} -> {vlm.adapter.config.kind} -> {vlm.llm.name}), "
+    return (f"combination '{printable_name(vlm.name)}' "
+            f"({vlm.encoder.name} -> {vlm.adapter.config.kind} -> {vlm.llm.name}), "
             f"{'trained adapter' if vlm.trained else 'UNTRAINED adapter (random weights)'}")
 
 
@@ -139,8 +141,8 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     settings = cli.settings_from_args(args)
     image = open_image(args.image)
     vlm = cli.load_vlm(args.combo, args.checkpoint)
-    record, table = neighbors_record(vlm, image, args.image, args.top_k, args.baseline_samples, args.spectrum,
-                                     args.ablate, args.prompt, settings)
+    record, table = neighbors_record(vlm, image, printable_name(args.image), args.top_k, args.baseline_samples,
+                                     args.spectrum, args.ablate, args.prompt, settings)
     if args.json:
         print(json.dumps(record, ensure_ascii=False))
     else:
@@ -161,13 +163,13 @@ def cmd_pca(args: argparse.Namespace) -> int:
         raise ValueError("--vocab-sample must be 0 (all) or a positive number")
     settings = cli.settings_from_args(args)
     images = [open_image(path) for path in args.images]
-    names = [Path(path).name for path in args.images]
+    names = [printable_name(Path(path).name) for path in args.images]
     if len(set(names)) < len(names):
-        names = list(args.images)
+        names = [printable_name(path) for path in args.images]
     vlm = cli.load_vlm(args.combo, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
         groups = figures.checkpoint_tokens(vlm, args.checkpoint, images, names)
-        status = "adapter checkpoints: " + ", ".join(Path(c).name for c in args.checkpoint)
+        status = "adapter checkpoints: " + ", ".join(printable_name(Path(c).name) for c in args.checkpoint)
     else:
         groups, status = dict(zip(names, vlm.image_tokens(images))), None
     captions = {}
@@ -181,5 +183,5 @@ def cmd_pca(args: argparse.Namespace) -> int:
     figures.save_figure(view, out)
     print(f"{view.title}; {view.status}")
     print(figures.notes(view))
-    print(f"wrote {out}")
+    print(f"wrote {printable_name(out)}")
     return 0

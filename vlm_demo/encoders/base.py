@@ -51,13 +51,15 @@ class ClassHead:
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to `size` (bicubic) and crop the centre square."""
+    """The centre square, resized to `size` (bicubic): the same pixels as scaling the shorter side to `size` and
+    cropping, but only the square is resampled, so memory follows `size`, not the input's aspect ratio."""
     width, height = image.size
     scale = size / min(width, height)
-    resized = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
-    left = (resized.width - size) // 2
-    top = (resized.height - size) // 2
-    return resized.crop((left, top, left + size, top + size))
+    scaled_width, scaled_height = max(size, round(width * scale)), max(size, round(height * scale))
+    left = (scaled_width - size) // 2 * width / scaled_width
+    top = (scaled_height - size) // 2 * height / scaled_height
+    box = (left, top, left + size * width / scaled_width, top + size * height / scaled_height)
+    return image.resize((size, size), Image.BICUBIC, box=box)
 
 
 class VisionEncoder(nn.Module, ABC):
