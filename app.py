@@ -45,8 +45,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     conversion = convert_packaged_llm()  # runs while the app is built
-    from vlm_demo.ui import build_app, launch
+    from vlm_demo.ui import build_app, exit_cleanly_on_signals, launch
 
+    exit_cleanly_on_signals()
     app = build_app()
     if conversion is not None:
         conversion.wait()  # before serving, so no request loads the LLM while it is being converted

@@ -22,11 +22,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app() -> Iterator[str]:
-    """The real app on a free loopback port in this process; yields its URL and closes it afterwards."""
+def serve_app(app=None) -> Iterator[str]:
+    """The real app (or `app`, built by the caller) on a free loopback port in this process; yields its URL and
+    closes it afterwards."""
     from vlm_demo.ui import build_app, launch
 
-    app = build_app()
+    app = app or build_app()
     port = free_port()
     launch(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     try:

@@ -83,6 +83,41 @@ def test_the_app_keeps_gradio_files_in_a_folder_of_its_own_removed_at_exit(tmp_p
     assert not Path(folder).exists()
 
 
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_the_upload_folder_is_removed_when_the_app_is_stopped_by_a_signal(tmp_path, name):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from app_helpers import ROOT, free_port
+
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}, "TMPDIR": str(tmp_path),
+           "VLM_DEMO_PRELOAD": "0", "GRADIO_SERVER_PORT": str(port)}
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and app.poll() is None:
+            try:
+                import socket
+
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        folders = list(Path(tmp_path).glob("vlm_demo-gradio-*"))
+        assert len(folders) == 1, folders
+        app.send_signal(getattr(signal, name))
+        app.wait(timeout=60)
+    finally:
+        app.kill()
+    assert not folders[0].exists(), app.stderr.read()[-2000:]
+
+
 def test_the_app_deletes_old_cached_files(app):
     from vlm_demo.ui import DELETE_CACHE
 
@@ -132,12 +167,11 @@ def test_an_inline_data_url_over_the_upload_limit_is_refused_before_decoding():
     from gradio.data_classes import FileData
 
     from vlm_demo.images import MAX_FILE_BYTES
-    from vlm_demo.ui.common import upload_image
+    from vlm_demo.ui.gate import MAX_JSON_BODY, raw_upload
 
-    box = upload_image()
-    huge = FileData(path="x.png", url="data:image/png;base64," + "A" * (MAX_FILE_BYTES * 4 // 3 + 4096))
-    with pytest.raises(gr.Error, match="over the 25 MB limit"):
-        box.preprocess(huge)
+    huge = FileData(path="x.png", url="data:image/png;base64," + "A" * (MAX_JSON_BODY + 1))
+    with pytest.raises(gr.Error, match=f"over the {MAX_FILE_BYTES // 2**20} MB limit"):
+        raw_upload(huge)
 
 
 def test_memory_a_request_freed_is_returned_to_the_system_when_it_ends(monkeypatch):

@@ -57,12 +57,14 @@ def test_out_of_range_options_are_one_line_errors_before_any_model_loads(tmp_pat
 
     Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     monkeypatch.setattr(cli, "load_vlm", lambda *_: pytest.fail("model loaded for a user error"))
-    for option, value, words in [("--temperature", "-1", "temperature must be in [0, 2]"),
+    for option, value, words in [("--temperature", "-1", "temperature must be 0 (greedy) or from 0.01 to 2"),
                                  ("--top-p", "5", "top-p must be in (0, 1]"),
                                  ("--max-new-tokens", "0", "max new tokens must be at least 1"),
                                  ("--batch-size", "0", "--batch-size must be at least 1"),
                                  ("--batch-size", "-1", "--batch-size must be at least 1"),
-                                 ("--seed", "-1", "the seed must be 0 or more")]:
+                                 ("--temperature", "1e-300", "temperature must be 0 (greedy) or from 0.01 to 2"),
+                                 ("--seed", "-1", "the seed must be a whole number from 0 to"),
+                                 ("--seed", str(2**70), "the seed must be a whole number from 0 to")]:
         assert cli.main(["caption", str(tmp_path / "x.png"), option, value]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {words}"), (option, lines)

@@ -28,6 +28,8 @@ from vlm_demo.sources import default_device
 DEFAULT_PROMPT = "Describe this image."
 MAX_MESSAGE_CHARS = 2_000  # one question or prompt
 MAX_CONVERSATION_CHARS = 8_000  # the earlier turns and the new message together (about 2,000 tokens)
+MAX_TURNS = 12  # earlier (question, answer) turns in one conversation
+MAX_PROMPT_TOKENS = 2_560  # the chat template's text tokens (a character can cost several), image tokens apart
 MAX_IMAGES = 4  # images in one conversation, at most
 IMAGE_TOKEN_BUDGET = 400  # image tokens in one conversation, at most: more images only while they fit
 
@@ -40,10 +42,21 @@ def check_prompt(message: str, history: list[tuple[str, str]] | None = None) -> 
     """Refuse a message or a conversation longer than the caps, before any work is done for it."""
     if len(message) > MAX_MESSAGE_CHARS:
         raise PromptTooLong(f"the message is {len(message):,} characters long; the limit is {MAX_MESSAGE_CHARS:,}")
+    if len(history or []) > MAX_TURNS:
+        raise PromptTooLong(f"the conversation has {len(history or []):,} turns; the limit is {MAX_TURNS}: clear it "
+                            "to start a new one")
     total = len(message) + sum(len(user) + len(answer or "") for user, answer in history or [])
     if total > MAX_CONVERSATION_CHARS:
         raise PromptTooLong(f"the conversation is {total:,} characters long; the limit is "
                             f"{MAX_CONVERSATION_CHARS:,}: clear it to start a new one")
+
+
+def check_prompt_tokens(llm: LanguageModel, text: str) -> None:
+    """Refuse a templated prompt of more than MAX_PROMPT_TOKENS text tokens, before the LLM sees it."""
+    count = len(llm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    if count > MAX_PROMPT_TOKENS:
+        raise PromptTooLong(f"the conversation is {count:,} tokens long; the limit is {MAX_PROMPT_TOKENS:,}: clear it "
+                            "to start a new one")
 
 
 def images_allowed(tokens_per_image: int) -> int:
@@ -152,9 +165,12 @@ class VisionLanguageModel:
                 image_tokens: torch.Tensor | None = None) -> SplicedInputs:
         for question in questions:
             check_prompt(question)
+        texts = [self.prompt_text(question) for question in questions]
+        for text in dict.fromkeys(texts):
+            check_prompt_tokens(self.llm, text)
         tokens = self.image_tokens(images) if image_tokens is None else image_tokens
         with torch.inference_mode():
-            return self.llm.splice([self.prompt_text(q) for q in questions], tokens)
+            return self.llm.splice(texts, tokens)
 
     def generate(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
                  cancelled: Cancelled | None = None) -> list[str]:
@@ -177,7 +193,9 @@ class VisionLanguageModel:
         if len(images) > self.max_images:
             raise ValueError(f"{len(images)} images are more than this combination takes in one conversation "
                              f"({self.max_images})")
+        text = self.prompt_text(message, history, images_per_turn)
+        check_prompt_tokens(self.llm, text)
         tokens = self.image_tokens(images)
         with torch.inference_mode():
-            inputs = self.llm.splice([self.prompt_text(message, history, images_per_turn)], [tokens])
+            inputs = self.llm.splice([text], [tokens])
         yield from self.llm.stream(inputs, settings, lora=self.lora, cancelled=cancelled)

@@ -20,6 +20,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+MIN_TEMPERATURE = 0.01  # below it, dividing the logits overflows; 0 itself means greedy
+MAX_SEED = 2**63 - 1  # torch.Generator's range
 Cancelled = Callable[[], bool]  # True once nobody waits for the answer any more
 
 
@@ -43,12 +45,12 @@ class GenerationSettings:
             upper = f" and {most_new_tokens}" if most_new_tokens else ""
             raise ValueError(f"max new tokens must be {'between 1' + upper if upper else 'at least 1'}, "
                              f"not {self.max_new_tokens}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ValueError(f"temperature must be in [0, 2] (0 = greedy), not {self.temperature}")
+        if not (self.temperature == 0.0 or MIN_TEMPERATURE <= self.temperature <= 2.0):
+            raise ValueError(f"temperature must be 0 (greedy) or from {MIN_TEMPERATURE} to 2, not {self.temperature:g}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top-p must be in (0, 1], not {self.top_p}")
-        if self.seed is not None and self.seed < 0:
-            raise ValueError(f"the seed must be 0 or more, not {self.seed}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"the seed must be a whole number from 0 to {MAX_SEED}, not {self.seed}")
         return self
 
     def generate_kwargs(self, cancelled: Cancelled | None = None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -21,11 +22,22 @@ def _private_temp_dir() -> None:
         atexit.register(shutil.rmtree, folder, True)
 
 
+def exit_cleanly_on_signals() -> None:
+    """SIGTERM (how a Space is stopped) and SIGINT end the process through a normal exit, so the exit handlers run
+    and the private upload folder is removed (a signal's default action skips them). Call from the main thread."""
+    def leave(number: int, _frame: object) -> None:
+        raise SystemExit(128 + number)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, leave)
+
+
 _private_temp_dir()
 
 import gradio as gr  # noqa: E402 - the environment above must be set before gradio is imported
 
 from vlm_demo.images import MAX_FILE_BYTES  # noqa: E402
+from vlm_demo.ui import gate  # noqa: E402
 from vlm_demo.ui.theme import CSS, HEADER, THEME  # noqa: E402
 
 QUEUE_SIZE = 64
@@ -51,27 +63,9 @@ def build_app() -> gr.Blocks:
                         alignment.build(controls)
                     with gr.Tab("Models", id="models", elem_id="vd-tab-models"):
                         cards.build()
-    app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
-    refuse_url_inputs(app)
+    app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE, api_open=False)
+    gate.guard(app)
     return app
-
-
-def refuse_url_inputs(app: gr.Blocks) -> None:
-    """File inputs take uploads only: an API client's http(s) URL would make Gradio download it with no size cap."""
-    for fn in app.fns.values():
-        for block in fn.inputs:
-            fetch = getattr(block, "async_move_resource_to_block_cache", None)
-            if fetch is None or getattr(fetch, "refuses_urls", False):
-                continue
-
-            async def uploads_only(path: str | None, fetch=fetch) -> str | None:  # fetch: bound per block
-                if isinstance(path, str) and path.lower().startswith(("http://", "https://")):
-                    raise gr.Error("Files are accepted as uploads only, not as URLs: upload the file itself.",
-                                   title="URL not accepted")
-                return await fetch(path)
-
-            uploads_only.refuses_urls = True  # type: ignore[attr-defined]
-            block.async_move_resource_to_block_cache = uploads_only  # an instance attribute, as in common.upload_image
 
 
 def launch(app: gr.Blocks | None = None, host: str | None = None, port: int | None = None,
@@ -79,4 +73,4 @@ def launch(app: gr.Blocks | None = None, host: str | None = None, port: int | No
     """Serve the app with the project's theme, CSS, upload limit and error display."""
     app = app or build_app()
     return app.launch(server_name=host, server_port=port, theme=THEME, css=CSS, max_file_size=MAX_FILE_BYTES,
-                      footer_links=["api", "gradio"], **options)
+                      footer_links=["api", "gradio"], app_kwargs=gate.app_options(), **options)

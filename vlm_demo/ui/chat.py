@@ -11,7 +11,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from vlm_demo.llms import GenerationSettings
-from vlm_demo.pipeline import DEFAULT_PROMPT, IMAGE_TOKEN_BUDGET
+from vlm_demo.pipeline import DEFAULT_PROMPT, IMAGE_TOKEN_BUDGET, MAX_IMAGES
 from vlm_demo.ui.common import (
     DEFAULT,
     DEFAULT_SETTINGS,
@@ -120,7 +120,10 @@ def respond(image: Any, message: dict | str | None, history: Messages, encoder: 
             progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, Any, str]]:  # noqa: B008
     """Stream the answer to a message (text and any attached images) about the images of the conversation."""
     text = message_text(message.get("text") if isinstance(message, dict) else message)
-    files = [stored_upload(path) for path in (message.get("files") or [])] if isinstance(message, dict) else []
+    attached = message.get("files") or [] if isinstance(message, dict) else []
+    if not isinstance(attached, list) or len(attached) + len(split_history(history)[1]) > MAX_IMAGES:
+        raise _too_many(MAX_IMAGES, 0)  # counted before any is read
+    files = [stored_upload(path) for path in attached]
     for path in files:
         load_image(path)  # a bad attachment is refused before it enters the transcript
     new = files or _first_image(image, history)
@@ -270,6 +273,7 @@ def build(controls: Controls) -> None:
     shared = [*controls.combination, *controls.settings]
     outputs = [chatbot, controls.status]
     quiet = {"api_visibility": "private", "queue": False}
+    history_events = {"api_visibility": "private", "concurrency_id": "history", "concurrency_limit": 2}
     busy = [message, describe_button, stop_button]  # one answer at a time per page; Stop while it runs
     generating = [
         message.submit(_busy, None, busy, **quiet).then(
@@ -277,9 +281,9 @@ def build(controls: Controls) -> None:
             api_name="chat", **answering),
         describe_button.click(_busy, None, busy, **quiet).then(
             describe, [controls.image, chatbot, *shared], outputs, api_name="describe", **answering),
-        chatbot.retry(retry, chatbot, [chatbot, again, *busy], **quiet).then(
+        chatbot.retry(retry, chatbot, [chatbot, again, *busy], **history_events).then(
             answer_again, [chatbot, again, *shared], outputs, api_visibility="private", **answering),
-        chatbot.edit(edit, chatbot, [chatbot, again, *busy], **quiet).success(
+        chatbot.edit(edit, chatbot, [chatbot, again, *busy], **history_events).success(
             answer_again, [chatbot, again, *shared], outputs, api_visibility="private", **answering),
     ]
     for event in generating:
@@ -287,7 +291,7 @@ def build(controls: Controls) -> None:
     stop_button.click(stop, None, busy, cancels=generating, **quiet)
     chatbot.clear(lambda: None, None, message, **quiet)
     regenerate_api.click(regenerate, [chatbot, *shared], outputs, api_name="regenerate", **GENERATION)
-    chatbot.undo(undo, chatbot, [chatbot, message], **quiet)
+    chatbot.undo(undo, chatbot, [chatbot, message], **history_events)
     controls.image.change(lambda: [], None, [chatbot], **quiet)  # a new picked image starts a new conversation
     gr.api(user_errors(caption), api_name="caption", **GENERATION)
     gr.api(user_errors(caption_batch), api_name="caption_batch", **GENERATION)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import functools
 import hashlib
 import inspect
 import io
 import logging
-import os
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable
@@ -26,11 +23,12 @@ from vlm_demo.adapters import CheckpointError
 from vlm_demo.combos import COMBOS, DEFAULT_COMBO, Combo, ComboError
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id, hub_reachable
-from vlm_demo.images import MAX_FILE_BYTES, ImageError, open_image
+from vlm_demo.images import ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
 from vlm_demo.llms.generation import GenerationCancelled
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import hub_cached
+from vlm_demo.ui.gate import unread, upload_folder, uploaded_file
 from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
@@ -57,42 +55,22 @@ def gpu_for(seconds: Callable[..., int]) -> Callable[[Callable], Callable]:
     return spaces.GPU(duration=seconds) if spaces is not None else gpu
 
 
-def _raw_upload(payload: Any) -> str | bytes | None:
-    """An upload's path (or a data URL's bytes), untouched: `open_image`, not Gradio, judges the file."""
-    if payload is None:
-        return None
-    url = getattr(payload, "url", None) or ""
-    if url.startswith("data:"):
-        if len(url) > MAX_FILE_BYTES * 4 // 3 + 1024:  # base64 grows by a third
-            raise gr.Error(f"The image is over the {MAX_FILE_BYTES // 2**20} MB limit.", title="Bad image")
-        return base64.b64decode(url.split(",", 1)[1] if "," in url else "", validate=False)
-    return payload.path
-
-
 def upload_image(**options: Any) -> gr.Image:
-    """A gr.Image whose handler receives the uploaded file itself, so a bad file gets our message, not a crash.
-
-    (The preprocess step is replaced on the instance: subclassing a Gradio component writes a .pyi stub file.)
-    """
-    image = gr.Image(type="filepath", **options)
-    image.preprocess = _raw_upload  # type: ignore[method-assign]
-    return image
+    """The image input: `gate.guard` gives it a preprocess that passes the uploaded file itself to the handler, so a
+    bad file gets our message (and only uploads are taken)."""
+    return gr.Image(type="filepath", **options)
 
 
 def load_image(value: Any) -> Image.Image:
-    """The picked image as RGB, or a gr.Error saying what is wrong with it."""
+    """The picked image (an upload, or a pasted image's bytes) as RGB, or a gr.Error saying what is wrong with it."""
     if value is None or (isinstance(value, str) and not value):
         raise gr.Error("Upload an image or pick an example first.", title="No image")
-    if isinstance(value, dict):  # an API client's FileData
-        value = value.get("path")
-    if hasattr(value, "path"):
-        value = value.path
+    source = value if isinstance(value, bytes) else uploaded_file(value)
     try:
-        image = open_image(value)
+        return open_image(source)
     except ImageError as error:
-        reason = str(error).split(": ", 1)[-1] if isinstance(value, str) else str(error).removeprefix("image: ")
+        reason = str(error).split(": ", 1)[-1] if isinstance(source, str) else str(error).removeprefix("image: ")
         raise gr.Error(f"This upload cannot be used: {reason}.", title="Bad image") from None
-    return image
 
 
 def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> Combo:
@@ -143,8 +121,9 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
 
 def request_gone() -> Callable[[], bool]:
     """For the Gradio event being served: a check that turns true once nobody waits for its answer (the visitor
-    disconnected or cancelled, and Gradio marked the event dead). A streamed answer also stops when Gradio closes
-    its iterator; a plain function such as the caption API has only this. Outside a queued event it is never true."""
+    disconnected or cancelled and Gradio marked the event dead, or nobody opened its result: `gate.unread`). A
+    streamed answer also stops when Gradio closes its iterator; a plain function such as the caption API has only
+    this. Outside a queued event it is never true."""
     from gradio.context import LocalContext
 
     queue = getattr(LocalContext.blocks.get(None), "_queue", None)
@@ -166,7 +145,7 @@ def request_gone() -> Callable[[], bool]:
                 for event in jobs or ():
                     if event._id == event_id:
                         seen.append(True)
-                        return not event.alive
+                        return not event.alive or unread(event)
         except (AttributeError, TypeError):  # Gradio's queue changed shape: rely on it closing our iterators
             return False
         return bool(seen)  # it was running and is no longer: finished or dropped
@@ -199,8 +178,8 @@ def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) 
             temperature=float(temperature if temperature is not None else DEFAULT_SETTINGS.temperature),
             top_p=float(top_p if top_p is not None else DEFAULT_SETTINGS.top_p),
             seed=int(seed) if seed not in (None, "") else DEFAULT_SETTINGS.seed)
-    except (TypeError, ValueError):
-        raise gr.Error("Generation settings must be numbers.", title="Bad settings") from None
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error("Generation settings must be finite numbers.", title="Bad settings") from None
     try:
         return settings.check(most_new_tokens=MAX_NEW_TOKENS)
     except ValueError as error:
@@ -231,8 +210,8 @@ def user_errors(function: Callable) -> Callable:
         if isinstance(error, GenerationCancelled):  # nobody is waiting for this answer
             return gr.Error("The request was cancelled.", title="Cancelled", print_exception=False)
         log.exception("request failed")
-        line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        return gr.Error(f"Something went wrong: {line}", title="Request failed")
+        return gr.Error("Something went wrong on the server (it is logged). Try again, or another combination.",
+                        title="Request failed")
 
     if inspect.isgeneratorfunction(function):
         @functools.wraps(function)
@@ -292,11 +271,9 @@ def stored_upload(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         load_image(bytes(value))  # refused before anything is written
         kind = (Image.open(io.BytesIO(value)).format or "png").lower()
-        folder = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "pasted"
+        folder = upload_folder() / "pasted"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{hashlib.sha1(value).hexdigest()[:16]}.{kind}"
         path.write_bytes(value)
         return str(path)
-    if isinstance(value, dict):
-        value = value.get("path")
-    return str(getattr(value, "path", value))
+    return uploaded_file(value)
