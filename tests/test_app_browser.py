@@ -170,7 +170,7 @@ def test_a_bad_upload_shows_the_reason(page, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not a picture")
     page.set_input_files("#vd-image input[type=file]", str(bad))
-    toast = page.get_by_text("This upload cannot be used: not an image in a format this app reads")
+    toast = page.get_by_text("Only images can be uploaded here (JPEG, PNG, GIF, BMP, WebP or TIFF)")
     toast.first.wait_for()
     page.wait_for_timeout(600)  # the toast's entry animation
     shot(page, "bad-upload")

@@ -12,14 +12,16 @@ pytestmark = pytest.mark.slow
 CLIENTS, REQUESTS, DEADLINE_S = 8, 3, 240
 
 
-def test_eight_clients_three_requests_each():
+def test_eight_clients_three_requests_each(monkeypatch):
     from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("VLM_DEMO_TRUST_PROXY", "1")  # each client is its own visitor, as behind a Space's proxy
 
     with serve_app() as url:
         Client(url, verbose=False).predict(image=handle_file(str(PHOTO)), max_new_tokens=2, api_name="/caption")
 
         def user(number: int) -> list[tuple[float, str]]:
-            client = Client(url, verbose=False)
+            client = Client(url, verbose=False, headers={"X-Forwarded-For": f"192.0.2.{number + 1}"})
             answers = []
             for request in range(REQUESTS):
                 start = time.perf_counter()

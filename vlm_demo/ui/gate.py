@@ -333,9 +333,11 @@ def _content_length(scope: dict) -> int | None:
 
 
 async def _reply(send: Callable, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
+    """A refusal as one line of plain text, which the page shows as it is (as Gradio's upload route does)."""
+    body = detail.encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
