@@ -1,5 +1,7 @@
-"""Soak benchmark (loopback only, bounded): many clients mixing captions, chats that disconnect mid-stream, bad
-uploads and decompression bombs against `python app.py`; prints requests served, errors, p95 latency and memory."""
+"""Soak benchmark (loopback only, bounded) against `python app.py`: first each attack of bench/attacks.py alone (its
+memory cost) and a flood's delay to another client's caption; then many clients mixing captions, chats that
+disconnect mid-stream, bad uploads, decompression bombs and the attacks; prints requests served, errors, p95
+latency and memory."""
 
 from __future__ import annotations
 
@@ -20,11 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.app_startup import DEFAULT, free_port, stop, wait_for_client  # noqa: E402
+from bench.attacks import ATTACKS, Attacker  # noqa: E402
 
 PHOTO = ROOT / "assets" / "examples" / "chelsea.jpg"
-GOALS = {"peak_gb": 2.0, "settle": 0.10}  # peak resident memory; memory after the run within 10% of the start
-MIX = {"caption": 5, "chat_then_leave": 3, "bad_upload": 1, "bomb": 1}  # relative weights of the request kinds
+GOALS = {"peak_gb": 2.0, "settle": 0.10, "attack_mb": 400}  # peak memory; settling; one attack's cost at most
+MIX = {"caption": 5, "chat_then_leave": 3, "bad_upload": 1, "bomb": 1, "attack": 2}  # weights of request kinds
 REQUEST_TIMEOUT = 180.0
+
+
+def address(number: int) -> str:
+    """Visitor `number`'s own address, as the trusted proxy in front of the app reports it."""
+    return f"10.{number // 250 + 1}.{number % 250}.1"
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -52,7 +60,8 @@ class Visitor:
         from gradio_client import Client
 
         self.url, self.number = url, number
-        self.client = Client(url, verbose=False)
+        self.client = Client(url, verbose=False, headers={"X-Forwarded-For": address(number)})
+        self.attacks = 0
         chat = next(d for d in self.client.config["dependencies"] if d.get("api_name") == "chat")
         self.chat_index = chat["id"]
 
@@ -77,16 +86,24 @@ class Visitor:
             return
         raise RuntimeError(f"{path.name} was captioned instead of refused")
 
+    def upload_refused(self, path: Path) -> None:
+        """A file that is not an image is refused by the upload route itself."""
+        status = Attacker(self.url, address(self.number)).upload_status([(path.name, path.read_bytes())])
+        if status != 415:
+            raise RuntimeError(f"{path.name} was answered {status} at upload, not refused")
+
     def chat_then_leave(self, seed: int) -> None:
         """Upload, join the chat queue like a browser, read two streamed pieces, then drop the connection."""
         import httpx
 
         session = f"soak-{self.number}-{seed}"
-        with httpx.Client(base_url=self.url.rstrip("/"), timeout=REQUEST_TIMEOUT) as http:
+        with httpx.Client(base_url=self.url.rstrip("/"), timeout=REQUEST_TIMEOUT,
+                          headers={"X-Forwarded-For": address(self.number)}) as http:
             with PHOTO.open("rb") as handle:
                 uploaded = http.post("/gradio_api/upload", files={"files": ("chelsea.jpg", handle)}).json()[0]
             image = {"path": uploaded, "orig_name": "chelsea.jpg", "meta": {"_type": "gradio.FileData"}}
-            data = [image, "What is in the picture? Answer at length.", [], *DEFAULT, 200, 0.0, 0.9, seed]
+            data = [image, {"text": "What is in the picture? Answer at length.", "files": []}, [], *DEFAULT, 200, 0.0,
+                    0.9, seed]
             joined = http.post("/gradio_api/queue/join", json={"data": data, "fn_index": self.chat_index,
                                                                "session_hash": session, "trigger_id": None,
                                                                "event_data": None})
@@ -107,6 +124,71 @@ class Visitor:
                         return
 
 
+def attacks_alone(url: str, pid: int) -> list[str]:
+    """Each attack once on the idle app: its peak memory above the resident memory before it (VmHWM reset through
+    /proc/<pid>/clear_refs), and whether it was refused as it should be."""
+    lines = []
+    for number, (name, run) in enumerate(ATTACKS.items()):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        before = rss_mb(pid)
+        try:
+            run(Attacker(url, address(1000 + number)))
+            outcome = "refused"
+        except Exception as error:  # noqa: BLE001 - reported in the table
+            outcome = f"NOT REFUSED: {str(error).splitlines()[0][:120]}"
+        time.sleep(1)
+        lines.append(f"    {name:<22}{rss_mb(pid, 'VmHWM') - before:>7.0f} MB  {outcome}")
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    before = rss_mb(pid)
+    tokens = longest_chat(Attacker(url, address(1999)))
+    lines.append(f"    {'longest allowed chat':<22}{rss_mb(pid, 'VmHWM') - before:>7.0f} MB  answered ({tokens})")
+    return lines
+
+
+def longest_chat(visitor: Attacker) -> str:
+    """A valid conversation at the caps: the most turns, and as many prompt tokens as allowed (text that costs a
+    token every few characters), within the character cap, one image."""
+    from vlm_demo.llms import load_llm
+    from vlm_demo.pipeline import MAX_CONVERSATION_CHARS, MAX_PROMPT_TOKENS, MAX_TURNS, build_prompt
+
+    llm = load_llm(DEFAULT[2])
+
+    def history(repeats: int) -> list[tuple[str, str]]:
+        return [("3.7 9,1 " * repeats, "ok")] * MAX_TURNS
+
+    def tokens(repeats: int) -> int:
+        text = build_prompt(llm, "And now?", history(repeats), [1] + [0] * MAX_TURNS)
+        return len(llm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    repeats = max(r for r in range(1, 200) if tokens(r) <= MAX_PROMPT_TOKENS
+                  and sum(len(u) + len(a) for u, a in history(r)) < MAX_CONVERSATION_CHARS)
+    messages = [{"role": role, "content": [{"type": "text", "text": text}]} for user, answer in history(repeats)
+                for role, text in (("user", user), ("assistant", answer))]
+    messages[0]["content"].insert(0, {"type": "file", "file": visitor.upload("chelsea.jpg", PHOTO.read_bytes())})
+    answer = visitor.call("chat", [None, {"text": "And now?", "files": []}, messages, *DEFAULT, 8, 0.0, 0.9, 0])
+    if "event: complete" not in answer:
+        raise RuntimeError(f"the longest allowed chat was not answered: {answer[-300:]}")
+    return f"{MAX_TURNS} turns, {tokens(repeats):,} prompt tokens"
+
+
+def flood_delay(url: str) -> tuple[float, float]:
+    """A victim's caption latency on the idle app (median of 3), and right after another client posted 72 captions
+    it never reads."""
+    victim = Visitor(url, 2000)
+    idle = sorted(timed(victim.caption, seed) for seed in range(3))[1]
+    flooder = Attacker(url, address(2001))
+    photo = flooder.upload("chelsea.jpg", PHOTO.read_bytes())
+    for seed in range(72):
+        flooder.post("caption", [photo, "Describe the image at length.", *DEFAULT, 200, 0.0, 0.9, seed])
+    return idle, timed(victim.caption, 99)
+
+
+def timed(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
@@ -117,7 +199,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "VLM_DEMO_TRUST_PROXY": "1"}
     scratch = tempfile.TemporaryDirectory()
     files = bad_files(Path(scratch.name))
     server = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -132,7 +214,9 @@ def main() -> None:
         warm = Visitor(url, -1)
         warm.caption(0)
         warm.chat_then_leave(0)
-        time.sleep(2)
+        alone = attacks_alone(url, server.pid)
+        idle_s, flooded_s = flood_delay(url)
+        time.sleep(15)  # the flood's two accepted captions are cancelled unread
         start_mb = rss_mb(server.pid)
         stop_at = time.perf_counter() + args.seconds
         running = threading.Event()
@@ -158,9 +242,14 @@ def main() -> None:
                         client.caption(rng.randrange(1000))
                     elif kind == "chat_then_leave":
                         client.chat_then_leave(rng.randrange(1000))
+                    elif kind == "attack":
+                        client.attacks += 1  # from an address of its own, as a botnet would
+                        rng.choice(list(ATTACKS.values()))(Attacker(url, address(1000 * client.attacks + number)))
                     elif kind == "bad_upload":
-                        name = rng.choice(["truncated", "text"])
-                        client.refused(files[name], "This upload cannot be used")
+                        if rng.random() < 0.5:
+                            client.refused(files["truncated"], "This upload cannot be used")
+                        else:
+                            client.upload_refused(files["text"])
                     else:
                         client.refused(files["bomb"], "too many pixels")
                 except Exception as error:  # noqa: BLE001 - every failure is counted and reported
@@ -186,6 +275,10 @@ def main() -> None:
     latencies.sort()
     p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
     drift = (end_mb - start_mb) / start_mb
+    print(f"attacks alone on the idle app (peak memory above resident; goal < {GOALS['attack_mb']} MB):")
+    print("\n".join(alone))
+    print(f"flood: another client's caption took {idle_s:.1f} s idle and {flooded_s:.1f} s right after one client "
+          "posted 72 captions it never reads")
     print(f"soak benchmark: {args.clients} clients for {elapsed:.0f} s on loopback ({os.cpu_count()} cores)")
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(outcomes.items()))
     print(f"  requests served            {sum(outcomes.values())}  ({kinds})")

@@ -11,6 +11,7 @@ import gradio as gr
 import pytest
 from app_helpers import PHOTO, serve_app
 
+from bench.attacks import ATTACKS, Attacker
 from vlm_demo.ui import gate
 
 pytestmark = pytest.mark.slow
@@ -251,3 +252,10 @@ def test_every_message_a_client_sees_is_ours():
     with pytest.raises(gr.Error) as caught:
         broken()
     assert "tensor" not in caught.value.message and "went wrong on the server" in caught.value.message
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_attack_of_the_soak_is_refused_on_the_served_app(url, monkeypatch, name):
+    monkeypatch.setenv("VLM_DEMO_TRUST_PROXY", "1")
+    monkeypatch.setattr(gate, "UNREAD_GRACE_S", 0.0)  # the unread flood's two places end at their first token
+    ATTACKS[name](Attacker(url, f"198.18.{list(ATTACKS).index(name)}.1"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.attacks import deflated_zeros, tiff_bytes
 from vlm_demo.images import ImageError, open_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,32 +252,10 @@ def test_center_crop_gives_the_same_pixels_as_resizing_then_cropping():
             assert ours.shape == (size, size, 3) and np.abs(ours - reference).max() <= 1, (image.size, size)
 
 
-def _tiff(size: tuple[int, int], data: bytes, tile: int | None = None, rows_per_strip: int | None = None,
-          compression: int = 1) -> bytes:
-    """A little-endian 8-bit RGB TIFF holding `data` as one tile (tile x tile) or one strip."""
-    width, height = size
-    layout = [(322, 4, tile), (323, 4, tile), (324, 4, 14), (325, 4, len(data))] if tile else \
-        [(273, 4, 14), (278, 4, rows_per_strip or height), (279, 4, len(data))]
-    tags = sorted([(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, compression), (262, 3, 2),
-                   (277, 3, 3), *layout])
-    ifd = struct.pack("<H", len(tags)) + b"".join(
-        struct.pack("<HHI", code, kind, 1) + struct.pack("<HH" if kind == 3 else "<I", value, *[0] * (kind == 3))
-        for code, kind, value in tags) + b"\0\0\0\0"
-    return b"II*\0" + struct.pack("<I", 14 + len(data)) + b"\0" * 6 + data + ifd
-
-
-def _deflated_zeros(chunk: int, repeats: int) -> bytes:
-    """zlib data for chunk * repeats zero bytes, built from one compressed chunk in milliseconds."""
-    compressor = zlib.compressobj(9)
-    block = compressor.compress(bytes(chunk)) + compressor.flush(zlib.Z_FULL_FLUSH)  # byte-aligned, no back-refs
-    total = chunk * repeats
-    return block[:2] + block[2:] * repeats + b"\x03\x00" + struct.pack(">I", (total % 65521) << 16 | 1)
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
 def test_tiff_whose_tile_dwarfs_the_image_is_refused_before_decoding(tmp_path):
     bomb = tmp_path / "tile-bomb.tif"  # 16x16 pixels in one 16384x16384 deflate tile: libtiff fills all 805 MB
-    bomb.write_bytes(_tiff((16, 16), _deflated_zeros(16384 * 3 * 256, 64), tile=16384, compression=8))
+    bomb.write_bytes(tiff_bytes((16, 16), deflated_zeros(16384 * 3 * 256, 64), tile=16384, compression=8))
     assert bomb.stat().st_size < 1_000_000
     peak, outcome = _peak_mb(bomb)
     assert outcome == f"{bomb}: the TIFF tile 16384x16384 is larger than the 16x16 image" and peak < 20, \
@@ -286,14 +264,14 @@ def test_tiff_whose_tile_dwarfs_the_image_is_refused_before_decoding(tmp_path):
 
 def test_tiff_tiles_padded_to_sixteen_and_whole_image_strips_still_open(tmp_path):
     padded = tmp_path / "padded.tif"  # 20x17 in one 32x32 tile, as libtiff writes it
-    padded.write_bytes(_tiff((20, 17), zlib.compress(bytes(32 * 32 * 3)), tile=32, compression=8))
+    padded.write_bytes(tiff_bytes((20, 17), zlib.compress(bytes(32 * 32 * 3)), tile=32, compression=8))
     assert open_image(padded).size == (20, 17)
     strip = tmp_path / "strip.tif"  # RowsPerStrip 2**32 - 1 is the TIFF default: "the whole image is one strip"
-    strip.write_bytes(_tiff((20, 17), bytes(20 * 17 * 3), rows_per_strip=2**32 - 1))
+    strip.write_bytes(tiff_bytes((20, 17), bytes(20 * 17 * 3), rows_per_strip=2**32 - 1))
     assert open_image(strip).size == (20, 17)
     with pytest.raises(ImageError, match=r"the TIFF tile 32x32 is too many pixels \(limit 340\)"):
         open_image(padded, max_pixels=20 * 17)
     wide = tmp_path / "wide-tile.tif"
-    wide.write_bytes(_tiff((20, 17), zlib.compress(bytes(48 * 48 * 3)), tile=48, compression=8))
+    wide.write_bytes(tiff_bytes((20, 17), zlib.compress(bytes(48 * 48 * 3)), tile=48, compression=8))
     with pytest.raises(ImageError, match=r"TIFF tile 48x48 is larger than the 20x17 image"):
         open_image(wide)

@@ -29,7 +29,7 @@ DEFAULT_PROMPT = "Describe this image."
 MAX_MESSAGE_CHARS = 2_000  # one question or prompt
 MAX_CONVERSATION_CHARS = 8_000  # the earlier turns and the new message together (about 2,000 tokens)
 MAX_TURNS = 12  # earlier (question, answer) turns in one conversation
-MAX_PROMPT_TOKENS = 2_560  # the chat template's text tokens (a character can cost several), image tokens apart
+MAX_PROMPT_TOKENS = 2_048  # the chat template's text tokens (a character can cost several), image tokens apart
 MAX_IMAGES = 4  # images in one conversation, at most
 IMAGE_TOKEN_BUDGET = 400  # image tokens in one conversation, at most: more images only while they fit
 

@@ -93,6 +93,7 @@ def _answer(before: Messages, question: str, new_images: list[str], encoder: str
     vlm = load_vlm(combo, progress)
     if len(images) > vlm.max_images:
         raise _too_many(vlm.max_images, vlm.adapter.num_output_tokens)
+    check_prompt(question, turns, vlm, counts)
     pictures = [load_image(path) for path in images]
     status = status_html(combo, vlm)
     user = [{"role": "user", "content": [{"path": path} for path in new_images] + [question]}]

@@ -162,12 +162,19 @@ def stop_generations(request: gr.Request | None) -> None:
             stopped.set()
 
 
-def check_prompt(message: str, history: list[tuple[str, str]] | None = None) -> None:
-    """The pipeline's message and conversation caps, as a gr.Error with a title."""
+def check_prompt(message: str, history: list[tuple[str, str]] | None = None, vlm: VisionLanguageModel | None = None,
+                 images_per_turn: list[int] | None = None) -> None:
+    """The pipeline's message, conversation and (given the model) prompt-token caps, as a gr.Error with a title."""
     try:
         pipeline.check_prompt(message, history)
+        if vlm is not None:
+            pipeline.check_prompt_tokens(vlm.llm, vlm.prompt_text(message, history, images_per_turn))
     except pipeline.PromptTooLong as error:
-        raise gr.Error(str(error)[0].upper() + str(error)[1:] + ".", title="Too long") from None
+        raise too_long(error) from None
+
+
+def too_long(error: pipeline.PromptTooLong) -> gr.Error:
+    return gr.Error(str(error)[0].upper() + str(error)[1:] + ".", title="Too long")
 
 
 def settings_from(max_new_tokens: Any, temperature: Any, top_p: Any, seed: Any) -> GenerationSettings:
@@ -209,6 +216,8 @@ def user_errors(function: Callable) -> Callable:
     def convert(error: Exception) -> gr.Error:
         if isinstance(error, GenerationCancelled):  # nobody is waiting for this answer
             return gr.Error("The request was cancelled.", title="Cancelled", print_exception=False)
+        if isinstance(error, pipeline.PromptTooLong):
+            return too_long(error)
         log.exception("request failed")
         return gr.Error("Something went wrong on the server (it is logged). Try again, or another combination.",
                         title="Request failed")

@@ -112,8 +112,9 @@ def guard_inputs(app: gr.Blocks) -> None:
 
 
 def check_shapes(app: gr.Blocks) -> None:
-    """Conversations pass `check_history` and an image that is not a file payload gets our message, before Gradio
-    validates, copies or builds anything (its own validation answers a malformed value with a generic error)."""
+    """Conversations pass `check_history`, and an image or a message of the wrong shape gets our message, before
+    Gradio validates, copies or builds anything (its own validation answers a malformed value with a generic
+    error)."""
     validate = app.validate_inputs
 
     def validate_inputs(block_fn: Any, inputs: list[Any]) -> None:
@@ -123,6 +124,9 @@ def check_shapes(app: gr.Blocks) -> None:
                 raise gr.Error("Send the image as an uploaded file.", title="Bad image")
             if isinstance(block, gr.Chatbot) and value is not None:
                 check_history(value)
+            if isinstance(block, gr.MultimodalTextbox) and value is not None and not (
+                    isinstance(value, dict) and isinstance(value.get("files", []), list)):
+                raise gr.Error('Send a message as {"text": ..., "files": [uploaded images]}.', title="Bad message")
 
     app.validate_inputs = validate_inputs  # type: ignore[method-assign]
 
