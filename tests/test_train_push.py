@@ -36,6 +36,11 @@ class FakeHub:
         shutil.copytree(folder_path, self.root / repo_id, dirs_exist_ok=True)
         self.commits.append(commit_message)
 
+    def snapshot(self, repo_id, **kwargs):
+        if not (self.root / repo_id).is_dir():
+            raise LocalEntryNotFoundError(f"{repo_id} is not on the hub")
+        return str(self.root / repo_id)
+
     def download(self, repo_id, filename, **kwargs):
         path = self.root / repo_id / filename
         if not path.is_file():
@@ -136,6 +141,7 @@ def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypat
                   llm="smollm2-135m-instruct", llm_hidden=576, num_tokens=1).save_pretrained(hub.root / REPO)
     (hub.root / REPO / "README.md").write_text("---\nlibrary_name: vlm_demo\n---\n# A card from the hub\n")
     monkeypatch.setattr("huggingface_hub.hf_hub_download", hub.download)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", hub.snapshot)
     combos = []
 
     class StandIn:
@@ -155,6 +161,7 @@ def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypat
     assert status.startswith(f"Loaded `{REPO}` (trained adapter)")
     assert [(c.checkpoint, c.encoder, c.adapter, c.llm) for c in combos] == [
         (REPO, "efficientnet-lite0", "linear", "smollm2-135m-instruct")]
+    assert combos[0].name == f"hub:{REPO}"
     assert "is not a hub model id" in cards.load_from_hub("/etc/passwd")[3]
     config = json.loads((hub.root / REPO / "config.json").read_text())
     other = hub.root / "someone" / "big-llm-adapter"
@@ -163,4 +170,4 @@ def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypat
     assert "the app loads only its registered ones" in cards.load_from_hub("someone/big-llm-adapter")[3]
     assert len(combos) == 1
     assert cards.load_from_hub("someone/missing")[3].startswith(
-        "\u26a0 Could not fetch config.json of someone/missing from the hub")
+        "\u26a0 someone/missing: not a local folder and not fetched from the hub (someone/missing is not on the hub)")

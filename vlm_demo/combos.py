@@ -101,6 +101,28 @@ COMBOS: dict[str, Combo] = {
 }
 COMBOS["default"] = COMBOS["mlp"]
 DEFAULT_COMBO = "default"
+HUB_PREFIX = "hub:"  # a picker value naming an adapter loaded by hub id (Models tab, --checkpoint owner/name)
+_HUB_COMBOS: dict[str, Combo] = {}
+
+
+def hub_combo_for(repo_id: str, config: dict[str, Any]) -> Combo:
+    """The combination of an adapter loaded by hub id (parts from its config), remembered so the pickers can offer
+    it while it stays loaded."""
+    encoder, kind, llm = (str(config.get(key, "")) for key in ("encoder", "kind", "llm"))
+    combo = Combo(HUB_PREFIX + repo_id, encoder, kind, llm, checkpoint=repo_id,
+                  description=f"adapter loaded from the hub: {repo_id}")
+    _HUB_COMBOS[combo.name] = combo
+    return combo
+
+
+def loaded_hub_combos() -> list[Combo]:
+    """Every adapter loaded by hub id so far (whether still in the model cache or not), in loading order."""
+    return list(_HUB_COMBOS.values())
+
+
+def hub_combos(encoder: str, llm: str) -> list[Combo]:
+    """Adapters loaded by hub id for this encoder and LLM, in the order they were loaded."""
+    return [combo for combo in _HUB_COMBOS.values() if (combo.encoder, combo.llm) == (encoder, llm)]
 
 
 def get_combo(name: str) -> Combo:
@@ -115,6 +137,15 @@ def find_combo(encoder: str, adapter: str, llm: str) -> Combo | None:
         if name != DEFAULT_COMBO and (combo.encoder, combo.adapter, combo.llm) == (encoder, adapter, llm):
             return combo
     return None
+
+
+def _hub_pick(encoder: str, adapter: str, llm: str) -> Combo:
+    combo = _HUB_COMBOS.get(adapter)
+    if combo is None:
+        raise ComboError(f"{adapter.removeprefix(HUB_PREFIX)} is not loaded: load it by id in the Models tab first.")
+    if (combo.encoder, combo.llm) != (encoder, llm):
+        raise ComboError(f"{combo.checkpoint} was trained for {combo.encoder} and {combo.llm}; pick those.")
+    return combo
 
 
 def _family_options(kind: str, encoder: str) -> dict[str, Any]:
@@ -138,6 +169,8 @@ def resolve_combo(encoder: str | None, adapter: str | None, llm: str | None) -> 
     """A registered combination, or an ad-hoc one with an untrained adapter; impossible choices raise ComboError."""
     default = COMBOS[DEFAULT_COMBO]
     encoder, adapter, llm = (encoder or default.encoder), (adapter or default.adapter), (llm or default.llm).strip()
+    if adapter.startswith(HUB_PREFIX):
+        return _hub_pick(encoder, adapter, llm)
     if encoder not in ENCODERS:
         raise ComboError(f"Unknown encoder '{encoder}'. Pick one of: {', '.join(ENCODERS)}.")
     if adapter not in ADAPTERS:

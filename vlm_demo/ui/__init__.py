@@ -62,7 +62,7 @@ def build_app() -> gr.Blocks:
                     with gr.Tab("Alignment", id="alignment", elem_id="vd-tab-alignment"):
                         alignment.build(controls)
                     with gr.Tab("Models", id="models", elem_id="vd-tab-models"):
-                        cards.build()
+                        cards.build(controls)
     app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE, api_open=False)
     gate.guard(app)
     return app

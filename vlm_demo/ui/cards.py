@@ -13,7 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo
+from vlm_demo.adapters import CheckpointError
+from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo, hub_combo_for, loaded_hub_combos
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id
 from vlm_demo.leaderboard import (
@@ -32,7 +33,6 @@ from vlm_demo.ui.status import human_count
 LEADERBOARD_WIDTHS = {"combination": "120px", "family": "70px", "encoder": "130px", "LLM": "130px",
                       "trainable params (M)": "104px", "image tokens": "80px",
                       "recipe (stage steps, LLM)": "280px"}  # the others 92px
-HUB_FILES = ("config.json", "model.safetensors", "README.md", "loss_curve.png")  # the first two are required
 
 PICTURE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 NO_CARDS = ("### No trained adapters ship yet\nEvery combination currently runs with a **randomly initialised "
@@ -178,22 +178,15 @@ class HubCardError(ValueError):
 
 
 def hub_card(repo_id: str) -> Card:
-    """An adapter pushed with `python -m train push`, fetched by hub id into the hub cache."""
-    from huggingface_hub import hf_hub_download
+    """An adapter pushed with `python -m train push`, fetched by hub id (once, into the hub cache)."""
+    from vlm_demo.checkpoint import Checkpoint
 
     try:
         repo_id = check_hub_id(repo_id.strip())
-    except HubError as error:
+        checkpoint = Checkpoint.resolve(repo_id)
+    except (HubError, CheckpointError) as error:
         raise HubCardError(str(error)) from None
-    folder = None
-    for name in HUB_FILES:
-        try:
-            folder = Path(hf_hub_download(repo_id, name)).parent
-        except Exception as error:  # noqa: BLE001 - hub errors come in many types
-            if name in HUB_FILES[:2]:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise HubCardError(f"Could not fetch {name} of {repo_id} from the hub: {first}") from None
-    card = read_card(folder)
+    card = read_card(checkpoint.folder)
     if card is None:
         raise HubCardError(f"{repo_id}: its config.json is not an adapter config")
     card.name = repo_id
@@ -202,15 +195,16 @@ def hub_card(repo_id: str) -> Card:
 
 def hub_combo(card: Card) -> Combo:
     """The combination a hub adapter names; only the app's registered encoders and LLMs are loaded for it."""
-    encoder, llm, kind = (str(card.config.get(key, "")) for key in ("encoder", "llm", "kind"))
+    encoder, llm = (str(card.config.get(key, "")) for key in ("encoder", "llm"))
     if encoder not in ENCODERS or llm not in LLMS:
         raise HubCardError(f"{card.name} needs encoder '{encoder}' and LLM '{llm}'; the app loads only its "
                            f"registered ones (python -m vlm_demo list)")
-    return Combo(f"hub:{card.name}", encoder, kind, llm, checkpoint=card.name, description="adapter from the hub")
+    return hub_combo_for(card.name, card.config)
 
 
 def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
-    """Fetch a hub adapter's card and load it (with its encoder, LLM and LoRA) into the shared model cache."""
+    """Fetch a hub adapter's card and load it (with its encoder, LLM and LoRA) into the shared model cache; while
+    it stays there the Chat and Compare pickers offer it."""
     from vlm_demo.ui.models_cache import LoadError, get_cache
 
     try:
@@ -223,14 +217,28 @@ def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
     curve = gr.update(value=str(shown) if shown else None, visible=shown is not None)
     try:
         vlm = get_cache().vlm(hub_combo(card))
-    except (HubCardError, LoadError) as error:
+    except (HubCardError, LoadError, CheckpointError) as error:
         return facts, text, curve, f"⚠ {error}"
     return facts, text, curve, (f"Loaded `{card.name}` ({vlm.status}) with {card.config['encoder']} and "
-                                f"{card.config['llm']} into the app's model cache.")
+                                f"{card.config['llm']} into the app's model cache; it is picked on the left and "
+                                "offered in Chat and Compare while it stays loaded.")
 
 
-def build() -> None:
-    """Render the Models tab."""
+def pick_loaded(repo_id: str) -> tuple[Any, Any, Any]:
+    """After a hub load: the sidebar's encoder, adapter and LLM set to the loaded adapter's, if it loaded."""
+    from vlm_demo.ui.models_cache import get_cache
+    from vlm_demo.ui.pickers import adapter_choices
+
+    named = [c for c in loaded_hub_combos() if c.checkpoint == (repo_id or "").strip()]
+    combo = next((c for c in named if get_cache().is_loaded(c)), None)
+    if combo is None:
+        return gr.update(), gr.update(), gr.update()
+    return (gr.update(value=combo.encoder), gr.update(choices=adapter_choices(combo.encoder, combo.llm),
+                                                      value=combo.name), gr.update(value=combo.llm))
+
+
+def build(controls: Any = None) -> None:
+    """Render the Models tab; given the sidebar's controls, an adapter loaded from the hub is picked there."""
     cards = shipped_cards()
     names = [card.name for card in cards]
     gr.Markdown("Every registered combination and whether its trained adapter ships with the app. Pick a shipped "
@@ -263,5 +271,8 @@ def build() -> None:
     text = gr.Markdown(text0, elem_id="vd-card-text")
     picker.change(show, picker, [facts, text, curve], api_name="model_card", queue=False)
     reload.click(refresh, None, [picker, table, overview, facts, text, curve], api_visibility="private", queue=False)
-    fetch.click(load_from_hub, hub_id, [facts, text, curve, hub_status], api_name="load_hub_adapter",
-                concurrency_limit=1)
+    loading = fetch.click(load_from_hub, hub_id, [facts, text, curve, hub_status], api_name="load_hub_adapter",
+                          concurrency_limit=1)
+    if controls is not None:
+        loading.then(pick_loaded, hub_id, [controls.encoder, controls.adapter, controls.llm],
+                     api_visibility="private", queue=False)

@@ -196,5 +196,7 @@ def build(controls: Controls) -> None:
     for component in (controls.encoder, controls.llm):
         component.input(offer, [controls.encoder, controls.llm, adapters], [adapters], api_visibility="private",
                         queue=False)
+    controls.adapter.change(offer, [controls.encoder, controls.llm, adapters], [adapters], api_visibility="private",
+                            queue=False)  # an adapter loaded from the hub (Models tab) is picked there
     run.click(compare, [controls.image, prompt, adapters, controls.encoder, controls.llm, *controls.settings],
               [board, raw], api_name="compare", concurrency_id="generate", concurrency_limit=2)
