@@ -1,4 +1,4 @@
-"""What an anonymous caller can do to the served app (vlm_demo/ui/gate.py): one test per attack on the public API,
+"""What an anonymous caller can do to the served app (vlm_demo/ui/gate/): one test per attack on the public API,
 each naming the Gradio behaviour the defence relies on."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from app_helpers import PHOTO, serve_app
 
 from bench.attacks import ATTACKS, Attacker
-from vlm_demo.ui import gate
+from vlm_demo.ui.gate import inputs, routes, traffic
 
 pytestmark = pytest.mark.slow
 FAST = {"max_new_tokens": 2}
@@ -77,10 +77,10 @@ def test_server_files_are_refused_with_one_message_whatever_is_at_the_path(clien
         messages.add(refusal(client, "/caption", image=value, **FAST))
         messages.add(refusal(client, "/caption_batch", [value], **FAST))
         messages.add(refusal(client, "/describe", value, [], *DEFAULT, 2, 0.0, 0.9, 0))
-    assert messages == {gate.NOT_AN_UPLOAD}
+    assert messages == {inputs.NOT_AN_UPLOAD}
     bare = value["path"]  # a path without the payload around it says nothing about the path either
     for api_name in ("/caption", "/describe"):
-        assert refusal(client, api_name, bare, **FAST) in (gate.NOT_AN_UPLOAD, "Send the image as an uploaded file.")
+        assert refusal(client, api_name, bare, **FAST) in (inputs.NOT_AN_UPLOAD, "Send the image as an uploaded file.")
 
 
 def test_no_link_to_a_server_file_comes_back_in_a_transcript(client, http, tmp_path):
@@ -89,13 +89,13 @@ def test_no_link_to_a_server_file_comes_back_in_a_transcript(client, http, tmp_p
     shutil.copy(PHOTO, outside)
     history = [{"role": "user", "content": [{"type": "file", "file": {"path": str(outside)}}]},  # no marker
                {"role": "assistant", "content": [{"type": "text", "text": "a cat"}]}]
-    assert gate.NOT_AN_UPLOAD in refusal(client, "/describe", {"path": str(outside)}, [], *DEFAULT, 2, 0.0, 0.9, 0)
-    assert gate.NOT_AN_UPLOAD in refusal(client, "/chat", None, {"text": "and?", "files": []}, history, *DEFAULT,
+    assert inputs.NOT_AN_UPLOAD in refusal(client, "/describe", {"path": str(outside)}, [], *DEFAULT, 2, 0.0, 0.9, 0)
+    assert inputs.NOT_AN_UPLOAD in refusal(client, "/chat", None, {"text": "and?", "files": []}, history, *DEFAULT,
                                          2, 0.0, 0.9, 0)
     history[0]["content"][0]["file"]["meta"] = {"_type": "gradio.FileData"}  # raw HTTP: gradio_client would upload it
-    assert gate.NOT_AN_UPLOAD in called(http, "chat", [None, {"text": "and?", "files": []}, history, *DEFAULT,
+    assert inputs.NOT_AN_UPLOAD in called(http, "chat", [None, {"text": "and?", "files": []}, history, *DEFAULT,
                                                        2, 0.0, 0.9, 0])
-    copies = [path for path in gate.upload_folder().rglob("exif.jpg")]
+    copies = [path for path in inputs.upload_folder().rglob("exif.jpg")]
     assert copies == []
 
 
@@ -114,7 +114,7 @@ def test_a_component_smuggled_into_the_history_is_refused_before_gradio_builds_i
         message = refusal(client, "/chat", None, {"text": "and?", "files": []}, history, *DEFAULT, 2, 0.0, 0.9, 0)
         assert "only text and uploaded images" in message
     assert built == []
-    assert list(gate.upload_folder().rglob("notes.txt")) == []
+    assert list(inputs.upload_folder().rglob("notes.txt")) == []
 
 
 def test_the_chatbots_own_events_run_in_the_queue_with_a_limit(app, http):
@@ -155,7 +155,7 @@ def upload(http, name: str, data: bytes) -> str:
 
 def test_a_result_nobody_reads_is_cancelled(app, http, monkeypatch):
     # Gradio runs a /call/ event to the end whether or not anyone opens its result
-    monkeypatch.setattr(gate, "UNREAD_GRACE_S", 0.0)
+    monkeypatch.setattr(traffic, "UNREAD_GRACE_S", 0.0)
     photo = {"path": upload(http, "chelsea.jpg", PHOTO.read_bytes()), "meta": {"_type": "gradio.FileData"}}
     posted = http.post("/gradio_api/call/caption", json={"data": [photo, "Describe this image at length.",
                                                                   *DEFAULT, 200, 0.0, 0.9, 0]})
@@ -186,7 +186,7 @@ def test_attachments_are_counted_before_any_is_decoded(monkeypatch):
 
     decoded: list[object] = []
     monkeypatch.setattr(common, "open_image", lambda source: decoded.append(source))
-    folder = gate.upload_folder() / "attachments"
+    folder = inputs.upload_folder() / "attachments"
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / "chelsea.jpg"
     shutil.copy(PHOTO, copy)
@@ -196,13 +196,13 @@ def test_attachments_are_counted_before_any_is_decoded(monkeypatch):
 
 
 def test_uploads_take_only_images_a_few_at_a_time(http):
-    before = {path for path in gate.upload_folder().rglob("*") if path.is_file()}
+    before = {path for path in inputs.upload_folder().rglob("*") if path.is_file()}
     text = http.post("/gradio_api/upload", files={"files": ("notes.png", b"not an image at all")})
     assert text.status_code == 415 and "Only images" in text.text
     many = http.post("/gradio_api/upload", files=[("files", (f"{n}.jpg", PHOTO.read_bytes())) for n in range(9)])
     assert many.status_code == 413
-    assert raw_status(http, "POST /gradio_api/upload", gate.MAX_UPLOAD_BODY + 1) == 413  # answered before the body
-    assert {path for path in gate.upload_folder().rglob("*") if path.is_file()} == before
+    assert raw_status(http, "POST /gradio_api/upload", routes.MAX_UPLOAD_BODY + 1) == 413  # answered before the body
+    assert {path for path in inputs.upload_folder().rglob("*") if path.is_file()} == before
 
 
 def raw_status(http, request_line: str, declared_length: int) -> int:
@@ -220,7 +220,7 @@ def test_the_upload_folder_stays_within_its_budget_oldest_uploads_first(tmp_path
 
     kept = tmp_path / "example.jpg"
     kept.write_bytes(b"e" * 400)
-    budget = gate.UploadBudget(lambda: tmp_path, limit=1_000)
+    budget = routes.UploadBudget(lambda: tmp_path, limit=1_000)
     for number in range(4):
         assert budget.make_room(300)
         upload_dir = tmp_path / f"hash{number}"
@@ -257,5 +257,5 @@ def test_every_message_a_client_sees_is_ours():
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_every_attack_of_the_soak_is_refused_on_the_served_app(url, monkeypatch, name):
     monkeypatch.setenv("VLM_DEMO_TRUST_PROXY", "1")
-    monkeypatch.setattr(gate, "UNREAD_GRACE_S", 0.0)  # the unread flood's two places end at their first token
+    monkeypatch.setattr(traffic, "UNREAD_GRACE_S", 0.0)  # the unread flood's two places end at their first token
     ATTACKS[name](Attacker(url, f"198.18.{list(ATTACKS).index(name)}.1"))

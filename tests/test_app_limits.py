@@ -167,7 +167,7 @@ def test_an_inline_data_url_over_the_upload_limit_is_refused_before_decoding():
     from gradio.data_classes import FileData
 
     from vlm_demo.images import MAX_FILE_BYTES
-    from vlm_demo.ui.gate import MAX_JSON_BODY, raw_upload
+    from vlm_demo.ui.gate.inputs import MAX_JSON_BODY, raw_upload
 
     huge = FileData(path="x.png", url="data:image/png;base64," + "A" * (MAX_JSON_BODY + 1))
     with pytest.raises(gr.Error, match=f"over the {MAX_FILE_BYTES // 2**20} MB limit"):

@@ -11,7 +11,7 @@ from app_helpers import free_port
 from test_llm import _prompt, _slow_llm, _wait_until
 
 from vlm_demo.llms import GenerationSettings
-from vlm_demo.ui.common import request_gone
+from vlm_demo.ui.gate.traffic import request_gone
 
 
 @pytest.fixture(scope="module")

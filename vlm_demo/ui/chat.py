@@ -21,13 +21,12 @@ from vlm_demo.ui.common import (
     load_vlm,
     message_files,
     message_text,
-    request_gone,
     resolve_combo,
     settings_from,
-    stop_generations,
     stored_upload,
     user_errors,
 )
+from vlm_demo.ui.gate.traffic import request_gone, stop_generations
 from vlm_demo.ui.sidebar import EXAMPLES, Controls
 from vlm_demo.ui.status import plural, status_html
 

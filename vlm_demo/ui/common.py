@@ -9,8 +9,6 @@ import inspect
 import io
 import logging
 import sys
-import threading
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,10 @@ from vlm_demo.llms import LLMS, GenerationSettings
 from vlm_demo.llms.generation import GenerationCancelled
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import hub_cached
-from vlm_demo.ui.gate import unread, upload_folder, uploaded_file
+from vlm_demo.ui.gate.inputs import upload_folder, uploaded_file
 from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
-_STOPS: dict[str, weakref.WeakSet] = {}  # page session -> stop flags of its running generations
-_STOPS_LOCK = threading.Lock()
 DEFAULT = COMBOS[DEFAULT_COMBO]
 DEFAULT_SETTINGS = GenerationSettings()
 MAX_NEW_TOKENS = 256
@@ -117,49 +113,6 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
         return get_cache().vlm(combo, report)
     except (LoadError, CheckpointError, ValueError) as error:
         raise gr.Error(str(error).splitlines()[0], title="Could not load the combination") from None
-
-
-def request_gone() -> Callable[[], bool]:
-    """For the Gradio event being served: a check that turns true once nobody waits for its answer (the visitor
-    disconnected or cancelled and Gradio marked the event dead, or nobody opened its result: `gate.unread`). A
-    streamed answer also stops when Gradio closes its iterator; a plain function such as the caption API has only
-    this. Outside a queued event it is never true."""
-    from gradio.context import LocalContext
-
-    queue = getattr(LocalContext.blocks.get(None), "_queue", None)
-    event_id = LocalContext.event_id.get(None)
-    if queue is None or event_id is None:
-        return lambda: False
-    seen: list[bool] = []
-    stopped = threading.Event()
-    session = getattr(LocalContext.request.get(None), "session_hash", None)
-    if session:
-        with _STOPS_LOCK:
-            _STOPS.setdefault(session, weakref.WeakSet()).add(stopped)
-
-    def gone() -> bool:
-        if stopped.is_set():
-            return True
-        try:
-            for jobs in list(queue.active_jobs):
-                for event in jobs or ():
-                    if event._id == event_id:
-                        seen.append(True)
-                        return not event.alive or unread(event)
-        except (AttributeError, TypeError):  # Gradio's queue changed shape: rely on it closing our iterators
-            return False
-        return bool(seen)  # it was running and is no longer: finished or dropped
-
-    return gone
-
-
-def stop_generations(request: gr.Request | None) -> None:
-    """The visitor pressed Stop: every generation of their page ends after its current token (Gradio's own cancel
-    frees the event, but a token already being computed and the thread hand-over take a few more)."""
-    session = getattr(request, "session_hash", None)
-    with _STOPS_LOCK:
-        for stopped in list(_STOPS.pop(session, ())):
-            stopped.set()
 
 
 def check_prompt(message: str, history: list[tuple[str, str]] | None = None, vlm: VisionLanguageModel | None = None,

@@ -20,11 +20,11 @@ from vlm_demo.ui.common import (
     gpu_for,
     load_image,
     load_vlm,
-    request_gone,
     resolve_combo,
     settings_from,
     user_errors,
 )
+from vlm_demo.ui.gate.traffic import request_gone
 from vlm_demo.ui.pickers import adapter_choices
 from vlm_demo.ui.sidebar import Controls
 from vlm_demo.ui.status import human_count
