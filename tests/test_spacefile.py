@@ -1,4 +1,4 @@
-"""Deployment manifests stay valid: the Deta Spacefile, the Hugging Face Spaces front matter, app.py's address."""
+"""Deployment manifests stay valid: the Spacefile deploy manifest, the Spaces front matter, app.py's address."""
 
 from __future__ import annotations
 
@@ -9,29 +9,52 @@ import pytest
 import yaml
 from app_helpers import ROOT
 
-DETA_ENGINES = {"python3.9", "python3.8", "nodejs16", "static", "react", "vue", "svelte", "next", "nuxt",
-                "svelte-kit", "custom"}
+from vlm_demo.deploy.manifest import ManifestError, load_manifest
+
 SPACES_HARDWARE = {"cpu-basic", "cpu-upgrade", "t4-small", "t4-medium", "l4x1", "l4x4", "a10g-small", "a10g-large",
                    "a10g-largex2", "a10g-largex4", "a100-large", "zero-a10g"}
 
 
-def test_spacefile_is_a_valid_deta_manifest():
-    spacefile = yaml.safe_load((ROOT / "Spacefile").read_text())
-    assert set(spacefile) <= {"v", "app_name", "icon", "micros"} and spacefile["v"] == 0
-    micros = spacefile["micros"]
-    assert isinstance(micros, list) and len(micros) == 1
-    micro = micros[0]
-    assert set(micro) <= {"name", "src", "engine", "primary", "run", "dev", "commands", "include", "public_routes",
-                          "presets", "path", "actions"}
-    assert re.fullmatch(r"[a-z0-9-]+", micro["name"]) and micro["src"] == "."
-    assert micro["engine"] in DETA_ENGINES and micro["engine"].startswith("python")
-    assert micro["run"] == "python app.py" and (ROOT / "app.py").is_file()
-    assert micro.get("primary", True) is True
-    assert all(isinstance(route, str) and route.startswith("/") for route in micro["public_routes"])
-    for variable in micro.get("presets", {}).get("env", []):
-        assert set(variable) <= {"name", "description", "default"} and re.fullmatch(r"[A-Z_][A-Z0-9_]*",
-                                                                                     variable["name"])
-        assert variable["name"] not in ("PORT", "GRADIO_SERVER_PORT")  # Deta sets $PORT itself
+def test_spacefile_is_a_valid_deploy_manifest():
+    manifest = load_manifest(ROOT / "Spacefile")
+    assert manifest.hardware in SPACES_HARDWARE and "mlp" in manifest.combinations
+    assert not any(name.endswith("-swish") for name in manifest.combinations)
+    assert {"VLM_DEMO_HUB_ALLOW", "VLM_DEMO_MEMORY_BUDGET_MB", "VLM_DEMO_TRUST_PROXY"} <= set(manifest.variables)
+    first = (ROOT / "Spacefile").read_text().splitlines()[0]
+    assert "Hugging Face Spaces" in first and "Deta" not in first
+
+
+VALID = yaml.safe_load((ROOT / "Spacefile").read_text())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"hardware": "gpu-huge"}, "hardware 'gpu-huge' is not a Spaces hardware"),
+    ({"hardware": "zero-a10g", "python_version": "3.11"}, "python_version '3.11' is not one ZeroGPU accepts"),
+    ({"python_version": "2.7"}, "python_version '2.7' must be a Python 3 version"),
+    ({"combinations": ["linear"]}, "'combinations' must include the default combination 'mlp'"),
+    ({"combinations": ["mlp", "nope"]}, "combination 'nope' is not registered"),
+    ({"combinations": ["mlp", "clip-mlp-qwen"]}, "combination 'clip-mlp-qwen' has no shipped checkpoint"),
+    ({"weights": "model-repo"}, "weights 'model-repo' is not supported"),
+    ({"variables": {"PORT": 1}}, "variable 'PORT' is set by Spaces itself"),
+    ({"variables": {"lower": 1}}, "variable name 'lower' must be upper case"),
+    ({"extra": 1}, "unknown key 'extra'"),
+    ({"space": {"title": "x"}}, "'space' must map title and short_description"),
+])
+def test_a_bad_manifest_gets_one_line_naming_the_problem(tmp_path, change, message):
+    path = tmp_path / "Spacefile"
+    path.write_text(yaml.safe_dump({**VALID, **change}))
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(path)
+    assert str(raised.value).startswith(f"{path}: {message}") and "\n" not in str(raised.value)
+    path.write_text("hardware: [unclosed")
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        load_manifest(path)
+
+
+def test_readme_front_matter_is_the_one_deploy_writes():
+    from vlm_demo.deploy.build import front_matter as deployed
+
+    assert front_matter() == deployed(load_manifest(ROOT / "Spacefile"))
 
 
 def front_matter() -> dict:
@@ -52,7 +75,7 @@ def test_readme_front_matter_is_a_gradio_space():
     assert (major, minor) >= (3, 10)
     assert meta["suggested_hardware"] in SPACES_HARDWARE
     assert meta["models"] and all(re.fullmatch(r"[\w.-]+/[\w.-]+", model) for model in meta["models"])
-    assert set(meta.get("preload_from_hub", [])) <= set(meta["models"])
+    assert "preload_from_hub" not in meta  # the weights the adapters need ship in the Space's own weights/ folder
 
 
 def load_app_module():

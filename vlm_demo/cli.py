@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vlm_demo.analysis import cli as analysis_cli
 
     analysis_cli.register(verbs)
+    from vlm_demo.deploy import upload
+
+    upload.register(verbs)
     return parser
 
 
