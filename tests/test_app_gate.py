@@ -97,6 +97,7 @@ def test_no_link_to_a_server_file_comes_back_in_a_transcript(client, http, tmp_p
                                                        2, 0.0, 0.9, 0])
     copies = [path for path in inputs.upload_folder().rglob("exif.jpg")]
     assert copies == []
+    assert http.get(f"/gradio_api/file={outside}").status_code == 403  # Gradio's file route serves no such file
 
 
 def test_a_component_smuggled_into_the_history_is_refused_before_gradio_builds_it(client, tmp_path, monkeypatch):
