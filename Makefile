@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: run caption test lint install install-dev debs bench soak
+.PHONY: run caption test lint install install-dev debs bench soak space space-rehearsal
 
 $(VENV)/.installed: requirements.txt requirements-train.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ bench: install
 	$(PY) bench/feature_probe.py
 	$(PY) bench/analysis_speed.py
 	$(PY) bench/app_startup.py
+
+## Build the Hugging Face Space from the Spacefile and upload it: make space SPACE=you/vision-lab (needs `hf auth login`).
+space: install
+	$(PY) -m vlm_demo deploy --space $(SPACE)
+
+## The Space's folder, its requirements.txt alone in a fresh virtualenv, app.py offline on loopback, a caption of
+## chelsea.jpg through gradio_client (several minutes: not part of `make test`).
+space-rehearsal: install install-dev
+	$(PY) bench/space_rehearsal.py
 
 soak: install  ## 16 clients for 5 minutes against app.py on loopback (not part of `bench` or the tests)
 	$(PY) bench/soak.py

@@ -39,7 +39,7 @@ def test_dry_run_writes_the_space_folder(tmp_path, monkeypatch, capsys):
     assert (space / "app.py").is_file() and (space / "vlm_demo" / "deploy" / "build.py").is_file()
     assert not list(space.rglob("__pycache__"))
     readme = (space / "README.md").read_text()
-    assert readme.startswith("---\ntitle: Vision-Language Adapter Lab\n") and "python_version: '3.12'" in readme
+    assert readme.startswith("---\ntitle: Vision-Language Adapter Lab\n") and "python_version: '3.11'" in readme
     assert "*.safetensors filter=lfs" in (space / ".gitattributes").read_text()
     with pytest.raises(DeployError, match="must be new or empty"):
         cmd_deploy(args)
