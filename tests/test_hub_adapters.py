@@ -98,7 +98,7 @@ def test_a_pushed_adapter_loaded_by_id_is_offered_in_chat_and_compare(tmp_path, 
     assert f"hub:{REPO}" in offered and "from the hub" in offered[f"hub:{REPO}"]
     assert f"hub:{REPO}" not in dict((v, k) for k, v in adapter_choices("dinov2-small", llm))
     picked = cards.pick_loaded(REPO)
-    assert picked[1]["value"] == f"hub:{REPO}" and picked[2]["value"] == llm
+    assert picked[1]["value"] == f"hub:{REPO}" and picked[2]["value"] == llm and REPO in picked[3]
 
     picture = Image.new("RGB", (64, 64), "red")
     monkeypatch.setattr(chat, "load_image", lambda _: picture)

@@ -224,17 +224,18 @@ def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
                                 "offered in Chat and Compare while it stays loaded.")
 
 
-def pick_loaded(repo_id: str) -> tuple[Any, Any, Any]:
-    """After a hub load: the sidebar's encoder, adapter and LLM set to the loaded adapter's, if it loaded."""
+def pick_loaded(repo_id: str) -> tuple[Any, Any, Any, Any]:
+    """After a hub load: the sidebar's encoder, adapter, LLM and status set to the loaded adapter's, if it loaded."""
     from vlm_demo.ui.models_cache import get_cache
     from vlm_demo.ui.pickers import adapter_choices
+    from vlm_demo.ui.status import status_html
 
     named = [c for c in loaded_hub_combos() if c.checkpoint == (repo_id or "").strip()]
     combo = next((c for c in named if get_cache().is_loaded(c)), None)
     if combo is None:
-        return gr.update(), gr.update(), gr.update()
+        return gr.update(), gr.update(), gr.update(), gr.update()
     return (gr.update(value=combo.encoder), gr.update(choices=adapter_choices(combo.encoder, combo.llm),
-                                                      value=combo.name), gr.update(value=combo.llm))
+                                                      value=combo.name), gr.update(value=combo.llm), status_html(combo))
 
 
 def build(controls: Any = None) -> None:
@@ -274,5 +275,5 @@ def build(controls: Any = None) -> None:
     loading = fetch.click(load_from_hub, hub_id, [facts, text, curve, hub_status], api_name="load_hub_adapter",
                           concurrency_limit=1)
     if controls is not None:
-        loading.then(pick_loaded, hub_id, [controls.encoder, controls.adapter, controls.llm],
+        loading.then(pick_loaded, hub_id, [controls.encoder, controls.adapter, controls.llm, controls.status],
                      api_visibility="private", queue=False)
