@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from train.config import load_config  # noqa: E402
 from train.data import load_dataset  # noqa: E402
 from train.features import FeatureCache  # noqa: E402
-from train.loop import _batch, make_adapter  # noqa: E402
+from train.stage_inputs import gathered, make_adapter  # noqa: E402
+from train.stages import Batch  # noqa: E402
 from train.stages.align import align_stage  # noqa: E402
 from train.stages.caption import caption_stage  # noqa: E402
 from vlm_demo.encoders import build_encoder  # noqa: E402
@@ -33,7 +34,7 @@ def train_steps(parts, adapter, samples, features, rows, steps: int) -> float:
     start = time.perf_counter()
     for step in range(steps):
         chosen = samples[(step * BATCH) % len(samples):][:BATCH]
-        loss = parts.loss(_batch(features, rows, chosen, None, "cpu"))
+        loss = parts.loss(Batch(gathered(features, rows, chosen, "cpu"), chosen, None))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -55,7 +56,8 @@ def epoch_time(parts, adapter, samples, features, rows) -> float:
     optimizer = torch.optim.AdamW(adapter.parameters(), lr=1e-4)
     start = time.perf_counter()
     for offset in range(0, len(samples), BATCH):
-        loss = parts.loss(_batch(features, rows, samples[offset:offset + BATCH], None, "cpu"))
+        chosen = samples[offset:offset + BATCH]
+        loss = parts.loss(Batch(gathered(features, rows, chosen, "cpu"), chosen, None))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -15,9 +15,9 @@ MATCHING = {"vocab_size": 23, "lm_width": 32, "lm_heads": 4, "lm_kv_heads": 2, "
 
 
 def test_decoder_stage_trains_the_tiny_lm_without_running_the_big_llm(tiny_llm_dir, tmp_path, monkeypatch):
-    import train.loop
+    import train.stage_inputs
 
-    real_load = train.loop.load_llm
+    real_load = train.stage_inputs.load_llm
 
     def load_without_forward(*args, **kwargs):
         llm = real_load(*args, **kwargs)
@@ -28,7 +28,7 @@ def test_decoder_stage_trains_the_tiny_lm_without_running_the_big_llm(tiny_llm_d
         llm.model.forward = forbidden
         return llm
 
-    monkeypatch.setattr(train.loop, "load_llm", load_without_forward)
+    monkeypatch.setattr(train.stage_inputs, "load_llm", load_without_forward)
     args = overrides(tiny_llm_dir, tmp_path / "decoder", *TINYLM, "train.max_steps=8", "train.lr=3e-3")
     stage1 = run_stage("decoder", args, tmp_path / "cache")
     start = run_stage("decoder", overrides(tiny_llm_dir, tmp_path / "start", *TINYLM, "train.max_steps=1",

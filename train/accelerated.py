@@ -37,7 +37,8 @@ def installed_trackers(names: list[str]) -> list:
     available = {str(tracker) for tracker in get_available_trackers()}
     missing = [name for name in names if name not in available]
     if missing:
-        log.info("trackers not installed, skipped: %s (metrics.csv/jsonl are written anyway)", ", ".join(missing))
+        log.warning("trackers not installed, skipped: %s (pip install the tracker's package; metrics.csv/jsonl are "
+                    "written anyway)", ", ".join(missing))
     return [name for name in names if name in available]
 
 

@@ -66,7 +66,7 @@ class LoopConfig:
     warmup_steps: int = 20
     seed: int = 0
     precision: str = "auto"  # auto (bf16 where the device multiplies bf16 in hardware, else fp32) | fp32 | bf16 | fp16
-    trackers: list[str] = field(default_factory=lambda: ["tensorboard"])  # accelerate trackers, used if installed
+    trackers: list[str] = field(default_factory=list)  # accelerate trackers (e.g. "tensorboard"), none by default
     log_every: int = 10
     save_every: int = 100
     keep_checkpoints: int = 2
