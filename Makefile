@@ -30,8 +30,10 @@ caption: install
 	$(PY) -m vlm_demo caption assets/examples/chelsea.jpg assets/examples/shapes-test-*.png
 
 ## Debian packages the tests and the training data need: chromium for the real-browser tests (Python playwright
-## drives /usr/bin/chromium), Noto Color Emoji and Open Clip Art drawings for open-world training data.
-DEBS = chromium fonts-noto-color-emoji openclipart-png
+## drives /usr/bin/chromium), Noto Color Emoji and Open Clip Art drawings for open-world training data, the everyday
+## photos of the evaluation (train/data/photos.py) and WordNet's database (everyday words for ImageNet classes).
+DEBS = chromium fonts-noto-color-emoji openclipart-png opencv-doc mate-backgrounds lomiri-wallpapers-16.04 \
+	lomiri-wallpapers-20.04 tuxpaint-stamps-default wordnet-base
 debs:
 	@missing=$$(for deb in $(DEBS); do dpkg -s $$deb >/dev/null 2>&1 || echo $$deb; done); \
 	if [ -n "$$missing" ]; then \

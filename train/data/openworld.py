@@ -1,5 +1,5 @@
-"""Open-world images available offline: everyday photos shipped in installed packages (evaluation only), and
-labelled drawings from Debian (Noto Color Emoji glyphs, Open Clip Art PNGs) for training with pseudo-captions."""
+"""Open-world training images available offline: labelled drawings from Debian (Noto Color Emoji glyphs, Open Clip
+Art PNGs) captioned by the encoder's head; the everyday photos (evaluation only) live in train/data/photos.py."""
 
 from __future__ import annotations
 
@@ -15,65 +15,13 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from train.data.base import Sample
 from train.data.classify import _split_indices
-from vlm_demo.sources import package_dir
+from train.data.photos import NAME_PROMPT, PHOTOS, photos_samples
 
-NAME_PROMPT = "Describe this image."
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")  # Debian: fonts-noto-color-emoji
 CLIPART_ROOT = Path("/usr/share/openclipart/png")  # Debian: openclipart-png
 BACKDROPS = ("plain", "scene")  # what drawings are placed on: a plain light colour, or a photo-like field
+__all__ = ["NAME_PROMPT", "PHOTOS", "clipart_samples", "emoji_samples", "photos_samples", "place", "scene"]
 HEAD_CAPTION = "class_head"  # meta["caption_from"]: the target is written from the encoder's own classifier
-
-# name: (package, path inside it, words that name the main object, subject and licence as the package states)
-PHOTOS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
-    "chelsea": ("skimage", "data/chelsea.png", ("cat", "kitten", "kitty", "tabby"),
-                "Chelsea the cat; Stefan van der Walt, CC0"),
-    "coffee": ("skimage", "data/coffee.png", ("coffee", "espresso", "cappuccino", "latte", "cup", "mug"),
-               "coffee cup; Rachel Michetti, CC0"),
-    "motorcycle": ("skimage", "data/motorcycle_left.png", ("motorcycle", "motorbike", "moped", "scooter", "bike"),
-                   "motorcycle (Middlebury stereo set); scikit-image data, see its README"),
-    "rocket": ("skimage", "data/rocket.jpg", ("rocket", "missile", "space shuttle", "spacecraft"),
-               "Falcon 9 launching DSCOVR; SpaceX, CC0"),
-    "astronaut": ("skimage", "data/astronaut.png", ("astronaut", "woman", "person", "spacesuit", "space suit"),
-                  "astronaut Eileen Collins; NASA, public domain"),
-    "cameraman": ("skimage", "data/camera.png", ("man", "person", "photographer", "cameraman", "camera"),
-                  "the cameraman; scikit-image data, see its README"),
-    "coins": ("skimage", "data/coins.png", ("coin", "coins", "money"),
-              "Greek coins from Pompeii; Brooklyn Museum, no known copyright restrictions"),
-    "temple": ("sklearn", "datasets/images/china.jpg", ("temple", "pagoda", "palace", "building", "shrine",
-                                                        "tower"), "Summer Palace, Beijing; danielbuechele, CC BY 2.0"),
-    "flower": ("sklearn", "datasets/images/flower.jpg", ("flower", "flowers", "dahlia", "daisy", "blossom", "bloom"),
-               "dahlia; vultilion, CC BY 2.0"),
-    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
-                     ("woman", "person", "lady", "officer", "admiral", "sailor"),
-                     "Grace Hopper; US Navy, public domain"),
-    "cheetah_running": ("gradio", "media_assets/images/cheetah.jpg", ("cheetah", "cheetahs"),
-                        "cheetah; gradio's media assets (Apache-2.0 package)"),
-    "cheetah_face": ("gradio", "media_assets/images/cheetah1.jpg", ("cheetah", "cheetahs"),
-                     "cheetah; gradio's media assets (Apache-2.0 package)"),
-    "lion": ("gradio", "media_assets/images/lion.jpg", ("lion", "lioness", "lions"),
-             "lion; gradio's media assets (Apache-2.0 package)"),
-    "eiffel_tower": ("gradio", "media_assets/images/tower.jpg", ("tower", "eiffel"),
-                     "the Eiffel Tower; gradio's media assets (Apache-2.0 package)"),
-    "groot": ("gradio", "media_assets/images/groot.jpeg", ("groot", "tree"),
-              "Groot (film still); gradio's media assets (Apache-2.0 package)"),
-}
-
-
-def photos_samples(split: str, count: int | None = None) -> list[Sample]:
-    """Everyday photos with the words that name their main object; an evaluation set, never trained on."""
-    if split == "train":
-        raise ValueError("'photos' is an evaluation set (everyday photos from installed packages); train on "
-                         "'emoji' or 'clipart' instead")
-    samples = []
-    for name, (package, relative, keywords, credit) in list(PHOTOS.items())[:count]:
-        folder = package_dir(package)
-        if folder is None:
-            raise FileNotFoundError(f"photo '{name}' ships inside the package '{package}', which is not installed")
-        path = folder / relative
-        samples.append(Sample(f"photos-{name}", lambda path=path: Image.open(path).convert("RGB"), NAME_PROMPT,
-                              f"A photo of a {keywords[0]}.", "name", qtype="photos", label=keywords[0],
-                              meta={"keywords": list(keywords), "credit": credit}))
-    return samples
 
 
 def _background(rng: random.Random) -> tuple[int, int, int]:
