@@ -46,8 +46,8 @@ def test_every_claim_of_issue_14_is_registered_once_with_its_seed_paper():
 def test_equivalence_verdicts_follow_the_intervals():
     inside, outside, wide = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
                              [(0.0, -0.1, 0.1), (1.0, 0.8, 1.2), (0.0, -2.0, 2.0)])
-    assert equivalence([inside], 0.2) == "held"
-    assert equivalence([inside, outside], 0.2) == "did not hold"
+    assert equivalence([inside], 0.2) == "reproduced"
+    assert equivalence([inside, outside], 0.2) == "not reproduced"
     assert equivalence([inside, wide], 0.2) == "inconclusive"
     assert equivalence([{"mean": 0.0, "low": None, "high": None}], 0.2) == "inconclusive"  # one seed
     with pytest.raises(ValueError, match="verdict"):
@@ -57,11 +57,12 @@ def test_equivalence_verdicts_follow_the_intervals():
 def test_direction_and_combined_verdicts():
     above, below, across = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
                             [(1.0, 0.5, 1.5), (-1.0, -1.5, 0.0), (0.0, -1.0, 1.0)])
-    assert [direction(iv) for iv in (above, below, across)] == ["held", "did not hold", "inconclusive"]
+    assert [direction(iv) for iv in (above, below, across)] == ["reproduced", "not reproduced", "inconclusive"]
     assert direction(above, margin=0.6) == "inconclusive"
     assert direction({"mean": 1.0, "low": None, "high": None}) == "inconclusive"
-    assert combined(["held", "held"]) == "held" and combined(["held", "inconclusive"]) == "inconclusive"
-    assert combined(["inconclusive", "did not hold", "held"]) == "did not hold"
+    assert combined(["reproduced", "reproduced"]) == "reproduced"
+    assert combined(["reproduced", "inconclusive"]) == "inconclusive"
+    assert combined(["inconclusive", "not reproduced", "reproduced"]) == "not reproduced"
 
 
 def test_data_override_keeps_the_budgets_sizes():
@@ -74,7 +75,7 @@ def test_data_override_keeps_the_budgets_sizes():
 def test_report_keeps_earlier_claims_and_plots_curves_and_bars(tmp_path):
     def record(claim: str, curves: dict, bars: dict | None = None) -> dict:
         return {"id": claim, "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
-                "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "held", "rule": "r", "details": {},
+                "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "reproduced", "rule": "r", "details": {},
                 "curves": curves, "bars": bars or {}, "budget": "tiny", "seeds": [0, 1], "cpu_minutes": 0.5,
                 "command": f"c {claim}"}
 
@@ -99,16 +100,20 @@ def test_readme_lists_every_published_claim_under_its_verdict_and_the_total_cpu_
     for line in section.replace("\n  ", " ").splitlines():
         if line.startswith("- **"):
             verdict, names = line[4:].split("**:")
-            listed.update({name.strip(): verdict.removesuffix(" at this scale") for name in names.split(",")})
+            listed.update({name.strip(): verdict for group in names.split(",") for name in group.split("/")
+                           if name.strip() != "none"})
     assert listed == {claim["id"]: claim["verdict"] for claim in claims}
-    assert f"re-runs {len(claims)} of their claims" in section
+    assert set(listed.values()) <= set(VERDICTS)
+    distinct = [claim for claim in claims if not claim.get("variant_of")]
+    assert f"re-runs {len(distinct)} of their claims" in section and f"{len(claims)} experiments" in section
     assert f"{sum(claim['cpu_minutes'] for claim in claims):.0f} CPU minutes in all" in section
 
 
 def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained_them(tmp_path):
     def record(minutes: float, seeds: list[int]) -> dict:
         return {"id": "a", "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
-                "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "held", "rule": "r", "details": {}, "curves": {},
+                "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "reproduced", "rule": "r", "details": {},
+                "curves": {},
                 "budget": "tiny", "seeds": seeds, "cpu_minutes": minutes, "command": "c a"}
 
     def minutes() -> float:

@@ -3,13 +3,16 @@ at a budget (`tiny` for tests, `full` for findings) and returns our figure with 
 
 from __future__ import annotations
 
+import re
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-VERDICTS = ("held", "did not hold", "inconclusive")
+UNTESTABLE = "not testable at this scale"
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", UNTESTABLE)
+ROUND_ONE = {"held": "reproduced", "did not hold": "not reproduced"}  # the first round's names for the same rules
 
 
 @dataclass
@@ -53,6 +56,9 @@ class Claim:
     statement: str
     paper_figure: str
     run: Callable[[Budget], Finding]
+    deviations: tuple[str, ...] = ()  # how the test here differs from the paper's setup, one line each
+    broken_premise: str = ""  # set when a deviation breaks what the claim rests on: then it is not testable here
+    variant_of: str = ""  # the claim this one tests again in another way (counted once)
 
 
 CLAIMS: dict[str, Claim] = {}
@@ -78,9 +84,24 @@ def run_claim(claim_id: str, budget: Budget) -> dict[str, Any]:
     claim = CLAIMS[claim_id]
     start = cpu_seconds()
     finding = claim.run(budget)
-    return {"id": claim.id, "seed": claim.seed, "section": claim.section, "statement": claim.statement,
-            "paper_figure": claim.paper_figure, "figure": finding.figure, "value": finding.value,
-            "low": finding.low, "high": finding.high, "verdict": finding.verdict, "rule": finding.rule,
-            "details": finding.details, "curves": finding.curves, "bars": finding.bars, "budget": budget.name,
-            "seeds": list(budget.seeds), "cpu_minutes": (cpu_seconds() - start) / 60,
-            "command": budget.command(claim.id)}
+    return labelled({
+        "id": claim.id, "seed": claim.seed, "section": claim.section, "statement": claim.statement,
+        "paper_figure": claim.paper_figure, "figure": finding.figure, "value": finding.value, "low": finding.low,
+        "high": finding.high, "verdict": finding.verdict, "rule": finding.rule, "details": finding.details,
+        "curves": finding.curves, "bars": finding.bars, "budget": budget.name, "seeds": list(budget.seeds),
+        "cpu_minutes": (cpu_seconds() - start) / 60, "command": budget.command(claim.id)})
+
+
+def labelled(record: dict[str, Any]) -> dict[str, Any]:
+    """A record under the current labels and the registry's deviations: its rule's verdict is kept as
+    `rule_verdict` (first-round names mapped), and a claim whose premise is broken here is not testable at this
+    scale whatever the rule said."""
+    claim = CLAIMS.get(record["id"])
+    rule_verdict = record.get("rule_verdict", record["verdict"])
+    rule_verdict = ROUND_ONE.get(rule_verdict, rule_verdict)
+    deviations = list(claim.deviations) if claim else record.get("deviations", [])
+    premise = claim.broken_premise if claim else record.get("broken_premise", "")
+    variant_of = claim.variant_of if claim else record.get("variant_of", "")
+    rule = re.sub(r"(?<![\w-])held(?![\w-])", "reproduced", record["rule"].replace("did not hold", "not reproduced"))
+    return {**record, "rule": rule, "rule_verdict": rule_verdict, "verdict": UNTESTABLE if premise else rule_verdict,
+            "deviations": deviations, "broken_premise": premise, "variant_of": variant_of}

@@ -15,6 +15,7 @@ from train.study import Budget, Claim, Finding, register
 from train.study.arms import ALIGN_EPOCHS, adapter, align, aligned_qa, finer_validation, qa
 from train.study.claims import MLP, TERRAALIGN
 from train.study.runs import (
+    combined,
     convergence,
     direction,
     eval_of,
@@ -47,9 +48,10 @@ def emd_prealign(budget: Budget) -> Finding:
                f"{result['threshold']:.3f} {show(faster, 1)} ({len(budget.seeds)} seeds, paired); at step 0 "
                f"{start['caption only']:.2f} without, {start['EMD align, then caption']:.2f} with",
         value=gap["mean"], low=gap["low"], high=gap["high"], verdict=paired_verdict(gap, faster),
-        rule="held if the paired interval of the final validation loss (without minus with pre-alignment) lies above "
+        rule="reproduced if the paired interval of the final validation loss (without minus with pre-alignment) lies "
+             "above "
              "0 and the interval of steps to the threshold (5% above the worst final loss) does not lie at or below 0; "
-             "did not hold if the loss interval lies at or below 0; otherwise inconclusive. Validation loss is "
+             "not reproduced if the loss interval lies at or below 0; otherwise inconclusive. Validation loss is "
              "logged every train.val_every / 2 steps, which bounds the steps' resolution",
         details={**result, "step0_val_loss": start, "curve_axes": ("step of the caption stage", "validation loss")},
         curves=curves)
@@ -78,8 +80,9 @@ def align_only(budget: Budget) -> Finding:
                f"{statistics.fmean(scores['align-only, no image']):.3f} (gain {show(gain)}), caption run "
                f"{reference:.3f}; with the thesis's prompt {statistics.fmean(scores['align-only, thesis prompt']):.3f}",
         value=gain["mean"], low=gain["low"], high=gain["high"], verdict=verdict,
-        rule="inconclusive while the caption run scores below CIDEr 0.1 (nothing to approach); held if the paired "
-             "interval of align-only minus blind CIDEr (the samples' own prompt) lies above 0; did not hold if it "
+        rule="inconclusive while the caption run scores below CIDEr 0.1 (nothing to approach); reproduced if the "
+             "paired "
+             "interval of align-only minus blind CIDEr (the samples' own prompt) lies above 0; not reproduced if it "
              "lies at or below 0; otherwise inconclusive",
         details={"cider": scores, "gain_over_blind": gain, "align_only_shapes_attributes": attributes,
                  "share_of_caption_run": statistics.fmean(scores["align-only"]) / reference if reference else None})
@@ -128,17 +131,15 @@ def drift(budget: Budget) -> Finding:
     epochs = list(range(len(per_seed[0])))
     mean = {key: [statistics.fmean(rows[e][key] for rows in per_seed) for e in epochs]
             for key in ("caption_cosine", "vocabulary_cosine")}
-    verdict = direction(moved)
-    if verdict == "held" and late["high"] is not None and late["high"] <= 0:
-        verdict = "inconclusive"  # closer than at step 0, but not after the first epoch
+    verdict = combined([direction(moved), direction(late)])  # the claim is the move over the epochs
     return Finding(
         figure=f"mean best cosine of image tokens to their caption's tokens: step 0 {mean['caption_cosine'][0]:.3f}, "
                f"epoch 1 {mean['caption_cosine'][1]:.3f}, epoch {epochs[-1]} {mean['caption_cosine'][-1]:.3f}; "
                f"last minus step 0 {show(moved)}, last minus epoch 1 {show(late)}",
         value=moved["mean"], low=moved["low"], high=moved["high"], verdict=verdict,
-        rule="held if the paired interval of the cosine gain (last epoch minus step 0) lies above 0, unless the gain "
-             "from epoch 1 to the last lies at or below 0 (then inconclusive: the move is not over the epochs); did "
-             "not hold if the gain's interval lies at or below 0; otherwise inconclusive",
+        rule="reproduced if the paired intervals of the cosine gain from step 0 and from epoch 1 to the last epoch "
+             "both lie above 0 (the move goes on over the epochs); not reproduced if either lies at or below 0; "
+             "otherwise inconclusive",
         details={"per_seed": per_seed, "last_minus_step0": moved, "last_minus_epoch1": late, "epochs": ALIGN_EPOCHS,
                  "curve_axes": ("align epoch (0 = before training)", "mean best cosine")},
         curves={"to own caption's tokens": (epochs, mean["caption_cosine"]),
@@ -166,7 +167,7 @@ def tinylm_progressive(budget: Budget) -> Finding:
                f"trainable parameters: tiny LM {sizes['tinylm-progressive'] / 1e6:.1f} M, perceiver "
                f"{sizes['perceiver'] / 1e6:.1f} M",
         value=faster["mean"], low=faster["low"], high=faster["high"], verdict=paired_verdict(faster, gap),
-        rule="held if the paired interval of steps to the threshold (5% above the worst final validation loss; "
+        rule="reproduced if the paired interval of steps to the threshold (5% above the worst final validation loss; "
              "perceiver minus tiny LM) lies above 0 and that of the final loss does not lie at or below 0; did not "
              "hold if the steps' interval lies at or below 0 (a tie is not faster); otherwise inconclusive. Validation "
              "loss is logged every train.val_every / 2 steps, which bounds the steps' resolution; the tiny LM's "
@@ -179,16 +180,40 @@ def tinylm_progressive(budget: Budget) -> Finding:
 register(Claim("emd-prealign", TERRAALIGN, "1 Introduction (Figure 1); 4.2 Discussion",
                "EMD pre-alignment without the LLM makes the caption stage's validation loss lower and fall faster",
                "Figure 1: fine-tune validation loss of the self-attention adapter with and without pre-training "
-               "(curves only); \"converges more rapidly but often reaches a better minima\"", emd_prealign))
+               "(curves only); \"converges more rapidly but often reaches a better minima\"", emd_prealign,
+               deviations=(
+                   "the MLP adapter instead of the thesis's self-attention adapter",
+                   "synthetic shapes images (400 to train, 50 to test) instead of the paper's real photos",
+                   "pre-alignment doubles the caption stage's step-0 loss here (6.71 against 3.33, round 1) before "
+                   "catching up")))
 register(Claim("align-only", TERRAALIGN, "3.6 Captioning Results (Simple Adapter, Table 7)",
                "an adapter trained only by the LLM-free align stage already captions simple cases",
                "Table 7 examples (qualitative): \"the pre-trained adapter can be used for visual-language tasks, "
-               "particularly for simpler cases\"", align_only))
+               "particularly for simpler cases\"", align_only,
+               deviations=(
+                   "CIDEr-D on synthetic shapes captions instead of the thesis's qualitative examples",
+                   "a superiority rule without an equivalence margin: a tiny gain reads 'inconclusive', not 'not "
+                   "reproduced'")))
 register(Claim("drift-over-epochs", TERRAALIGN, "3.5 Analysis - Simple Adapter (Figures 18-20)",
                "over the align stage's epochs the image tokens move toward the text tokens",
                "Figures 18-19 (PCA, qualitative): tokens \"begin to move closer\" after epoch 1, \"closely aligned\" "
-               "by epoch 4", drift))
+               "by epoch 4", drift,
+               deviations=(
+                   "the measure (best cosine to the caption's own tokens) is what the align loss optimises, so a "
+                   "gain by epoch 1 is expected by construction; the claim is tested on the change after epoch 1",
+                   "a cosine instead of the thesis's PCA pictures",
+                   "synthetic shapes images (400 to train, 50 to test) instead of the paper's real photos")))
 register(Claim("tinylm-progressive", PALM2, "Abstract; Figure 1 (faster, higher, stronger)",
                "a tiny LM trained first as a caption decoder, then as the adapter, converges faster than a perceiver "
                "resampler", "Figure 1 (curves, no numbers in our copy): faster convergence and higher performance "
-               "than the perceiver-resampler baseline with 30-70% fewer parameters", tinylm_progressive))
+               "than the perceiver-resampler baseline with 30-70% fewer parameters", tinylm_progressive,
+               deviations=(
+                   "the tiny LM starts from random weights (init_from_llm=false); PaLM2-VAdapter's is a pretrained "
+                   "language model",
+                   "300 decoder steps, then 300 adapter steps; validation every 25 steps, so steps-to-threshold "
+                   "moves by 25",
+                   "our tiny LM has 18.1 M trainable parameters, the perceiver 7.3 M; the paper's is the smaller of "
+                   "the two",
+                   "the progressive-versus-non-progressive ablation is not run"),
+               broken_premise="the progressive recipe rests on a pretrained tiny LM; one started from random weights "
+                              "does not test it"))

@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from train.study import CLAIMS, Budget, run_claim
+from train.study import CLAIMS, Budget, labelled, run_claim
 from train.study.report import write_report
 
 FULL_BASE = ['data.train=[{name="shapes",count=400,vqa_per_image=0}]',
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for findings.md/json and plots (default docs, or ROOT/docs with --tiny)")
     parser.add_argument("--root", help="folder of the runs (default runs/study, or runs/study-tiny with --tiny)")
     parser.add_argument("--list", action="store_true", help="list the registered claims and stop")
+    parser.add_argument("--relabel", action="store_true",
+                        help="write the report again from findings.json under the current labels and deviations "
+                             "(runs nothing)")
     args = parser.parse_args(argv)
     if args.list:
         for claim in CLAIMS.values():
@@ -70,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     root = Path(args.root or ("runs/study-tiny" if args.tiny else "runs/study"))
     plan = budget(args.tiny, root, args.seeds)
-    records = [run_claim(claim, plan) for claim in args.claims or list(CLAIMS)]
+    if args.relabel:
+        published = Path(args.out or "docs") / "findings.json"
+        records = [labelled(record) for record in json.loads(published.read_text())["claims"]]
+    else:
+        records = [run_claim(claim, plan) for claim in args.claims or list(CLAIMS)]
     out = Path(args.out) if args.out else (plan.root / "docs" if args.tiny else Path("docs"))
     report = write_report(records, out)
     for record in records:

@@ -107,8 +107,11 @@ def grouped_bars(axes: Any, bars: dict[str, dict[str, Any]], reference: str | No
 
 def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
     lines = ["# Findings: the seed papers' claims, re-run here", "",
-             "Written by `python -m train study`; each claim's exact command is in its row. Verdicts follow the rule "
-             "under each claim; a result that contradicts a paper is a finding, not a failure. CPU minutes are what "
+             "Written by `python -m train study`; each claim's exact command is in its row. Four labels: "
+             "**reproduced** and **not reproduced** follow the rule under each claim, **inconclusive** when its "
+             "intervals decide neither, and **not testable at this scale** when a deviation from the paper's setup "
+             "(listed under each claim) breaks what the claim rests on, whatever the rule says. A result that "
+             "contradicts a paper is a finding, not a failure. CPU minutes are what "
              "the claim itself spent: runs it shares with a claim before it (same arm and seed) are counted there. The "
              "families trained on one recipe and shipped are compared in [families.md](families.md).", "",
              "Budget `full`: a run trains 300 steps of batch 8 on 400 shapes training images (lr 1e-3; an LLM, if any, "
@@ -126,11 +129,24 @@ def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     for r in records:
         lines += ["", f"## {r['id']}: {r['statement']}", "", f"- Paper ({r['seed']}, {r['section']}): "
-                  f"{r['paper_figure']}", f"- Ours: {r['figure']}", f"- Verdict: **{r['verdict']}**. Rule: {r['rule']}",
+                  f"{r['paper_figure']}", f"- Ours: {r['figure']}", *verdict_lines(r),
                   f"- Budget: {r['budget']}, seeds {r['seeds']}, {r['cpu_minutes']:.1f} CPU minutes; `{r['command']}`"]
         if r["id"] in plots:
             lines += ["", f"![{r['id']}]({plots[r['id']]})"]
     return "\n".join(lines) + "\n"
+
+
+def verdict_lines(record: dict[str, Any]) -> list[str]:
+    """The verdict with its rule, why a claim is not testable here, and its deviations from the paper."""
+    rule_verdict = record.get("rule_verdict", record["verdict"])
+    lines = [f"- Verdict: **{record['verdict']}**. Rule: {record['rule']}"]
+    if record.get("broken_premise"):
+        lines[0] += f" (the rule alone says: {rule_verdict})"
+        lines.append(f"- Not testable here: {record['broken_premise']}.")
+    if record.get("deviations"):
+        lines.append("- Deviations from the paper's setup:")
+        lines += [f"  - {deviation}" for deviation in record["deviations"]]
+    return lines
 
 
 def write_report(records: list[dict[str, Any]], out: Path) -> Path:

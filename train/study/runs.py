@@ -76,37 +76,37 @@ def show(iv: dict, digits: int = 3, signed: bool = True) -> str:
 
 
 def equivalence(intervals: list[dict], tolerance: float) -> str:
-    """held: every interval inside +-tolerance; did not hold: one lies wholly outside; else inconclusive."""
+    """reproduced: every interval inside +-tolerance; not reproduced: one lies wholly outside; else inconclusive."""
     if any(iv["low"] is not None and (iv["low"] > tolerance or iv["high"] < -tolerance) for iv in intervals):
-        return "did not hold"
+        return "not reproduced"
     if all(iv["low"] is not None and -tolerance <= iv["low"] and iv["high"] <= tolerance for iv in intervals):
-        return "held"
+        return "reproduced"
     return "inconclusive"
 
 
 def direction(iv: dict, margin: float = 0.0) -> str:
-    """held: the interval lies above `margin`; did not hold: it lies at or below 0; else inconclusive."""
+    """reproduced: the interval lies above `margin`; not reproduced: it lies at or below 0; else inconclusive."""
     if iv["low"] is not None and iv["low"] > margin:
-        return "held"
+        return "reproduced"
     if iv["high"] is not None and iv["high"] <= 0:
-        return "did not hold"
+        return "not reproduced"
     return "inconclusive"
 
 
 def paired_verdict(primary: dict, secondary: dict) -> str:
-    """held: the primary interval lies above 0 and the secondary one does not lie at or below 0; did not hold: the
-    primary interval lies at or below 0; otherwise inconclusive."""
+    """reproduced: the primary interval lies above 0 and the secondary one does not lie at or below 0; not
+    reproduced: the primary interval lies at or below 0; otherwise inconclusive."""
     first = direction(primary)
-    if first == "held" and direction(secondary) != "did not hold":
-        return "held"
-    return "did not hold" if first == "did not hold" else "inconclusive"
+    if first == "reproduced" and direction(secondary) != "not reproduced":
+        return "reproduced"
+    return "not reproduced" if first == "not reproduced" else "inconclusive"
 
 
 def combined(verdicts: list[str]) -> str:
-    """held if every part held; did not hold if any part did not; otherwise inconclusive."""
-    if all(v == "held" for v in verdicts):
-        return "held"
-    return "did not hold" if "did not hold" in verdicts else "inconclusive"
+    """reproduced if every part reproduced; not reproduced if any part did not; otherwise inconclusive."""
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
 
 
 def convergence(first: list[Path], second: list[Path], key: str = "val_loss") -> dict[str, Any]:
