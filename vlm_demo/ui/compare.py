@@ -11,11 +11,12 @@ from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import Combo, trained_families
+from vlm_demo.combos import Combo, adapter_families, trained_families
 from vlm_demo.leaderboard import entry_for
 from vlm_demo.pipeline import DEFAULT_PROMPT, MAX_MESSAGE_CHARS
 from vlm_demo.ui.common import (
     DEFAULT,
+    MAX_NEW_TOKENS,
     check_prompt,
     gpu_for,
     load_image,
@@ -34,12 +35,9 @@ WORD = re.compile(r"\S+")
 
 
 def default_picks(encoder: str, llm: str) -> list[str]:
-    """Trained adapters first, then the usual families, up to three."""
+    """Trained adapters first, then the other families the encoder can run (registry order), up to three."""
     picks = trained_families(encoder, llm)
-    for kind in ("mlp", "linear", "query", "perceiver"):
-        if kind not in picks:
-            picks.append(kind)
-    return picks[:3]
+    return (picks + [kind for kind in adapter_families(encoder) if kind not in picks])[:3]
 
 
 UNTRAINED = "untrained (random adapter)"
@@ -119,9 +117,9 @@ GPU_START_S, GPU_LOAD_S, GPU_TOKENS_PER_S = 10, 10, 20  # ZeroGPU slot: start-up
 def gpu_seconds(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str, max_new_tokens: int,
                 *rest: Any, **options: Any) -> int:
     """A Compare call's ZeroGPU slot: each column may load its adapter (and LLM) and decode up to max new tokens;
-    four columns of 256 tokens take 101 s."""
+    four columns of MAX_NEW_TOKENS (256) take 101 s."""
     columns = min(max(len(adapters or []), 1), MAX_ADAPTERS)
-    tokens = max_new_tokens if isinstance(max_new_tokens, (int, float)) and max_new_tokens > 0 else 256
+    tokens = max_new_tokens if isinstance(max_new_tokens, (int, float)) and max_new_tokens > 0 else MAX_NEW_TOKENS
     return int(GPU_START_S + columns * (GPU_LOAD_S + tokens / GPU_TOKENS_PER_S))
 
 
