@@ -256,15 +256,23 @@ def test_user_errors_exit_2_with_one_line(argv, photo, tmp_path, monkeypatch, ca
 
 
 def test_token_map_only_for_adapters_whose_tokens_come_from_grid_cells():
-    from vlm_demo.analysis.token_map import token_grid
+    from types import SimpleNamespace
 
-    assert token_grid("mlp", 49, 49).side == 7
-    assert token_grid("mlp", 49, 59).note == "the 10 label tokens after the grid are not shown"
-    assert token_grid("multistage", None, 16, grid_size=4).side == 4
-    assert token_grid("mlp", 50, 50).side is None  # not a square grid
+    from vlm_demo.adapters import build_adapter
+    from vlm_demo.analysis.token_map import grid_of
+
+    def grid(kind: str, **options):
+        sizes = {"encoder": "e", "token_dim": 8, "num_encoder_tokens": 49, "llm": "l", "llm_hidden": 16}
+        return grid_of(SimpleNamespace(adapter=build_adapter(kind, **{**sizes, **options})))
+
+    assert grid("mlp").side == 7 and grid("mlp").note == ""
+    assert grid("mlp", class_tokens=2, tokens_per_class=5).note == "the 10 label tokens after the grid are not shown"
+    assert grid("mlp", num_encoder_tokens=64, token_merge=2).side == 4
+    assert grid("attention", num_encoder_tokens=50).side is None  # not a square grid
+    assert grid("multistage", grid_size=4, stage_dims=[8, 8, 8, 8]).side == 4
     for kind in ("query", "perceiver"):
-        grid = token_grid(kind, 49, 32)
-        assert grid.side is None and "resampler" in grid.reason
+        assert grid(kind).side is None and "resampler" in grid(kind).reason
+    assert grid("linear").reason.startswith("the linear adapter projects the pooled image vector")
 
 
 def test_token_map_cells_hold_short_words_and_the_hover_the_top_five():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,12 @@ class AttentionAdapter(Adapter):
     @property
     def num_output_tokens(self) -> int:
         return self.config.num_encoder_tokens
+
+    def token_grid(self) -> tuple[int | None, str]:
+        side = math.isqrt(self.config.num_encoder_tokens)
+        if side * side != self.config.num_encoder_tokens:
+            return None, f"the encoder's {self.config.num_encoder_tokens} tokens do not form a square grid"
+        return side, "tokens also see each other through self-attention"
 
     def forward(self, features: EncoderOutput) -> torch.Tensor:
         x = self.input_proj(features.tokens) + self.position

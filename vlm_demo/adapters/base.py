@@ -154,6 +154,14 @@ class Adapter(
     def needs_stage_maps(self) -> bool:
         return "stage_maps" in self.config.needs
 
+    # Why this family's tokens cannot be drawn over the image, for families whose tokens come from no single cell.
+    no_grid_reason: ClassVar[str] = "has tokens that do not come from single grid cells"
+
+    def token_grid(self) -> tuple[int | None, str]:
+        """(side, note) when the first side*side image tokens come one per cell of a square grid over the image, row
+        by row (the note says what else is true of them); else (None, why not)."""
+        return None, f"the {self.config.kind} adapter {self.no_grid_reason}"
+
     def forward(self, features: EncoderOutput) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

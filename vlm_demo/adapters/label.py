@@ -78,6 +78,7 @@ class LabelAdapter(Adapter):
     """The encoder's top-k ImageNet classes as soft tokens started from their names (a baseline of near-words)."""
 
     config_class = LabelConfig
+    no_grid_reason = "hands the LLM the encoder's predicted classes: its tokens are labels, not places"
 
     def __init__(self, config: LabelConfig) -> None:
         super().__init__(config)

@@ -21,6 +21,7 @@ class LinearAdapter(Adapter):
     """Pooled vector -> k pseudo-tokens with one Linear layer."""
 
     config_class = LinearConfig
+    no_grid_reason = "projects the pooled image vector: its tokens come from the whole image"
 
     def __init__(self, config: LinearConfig) -> None:
         super().__init__(config)

@@ -79,6 +79,14 @@ class MLPAdapter(Adapter):
         grid, merge = math.isqrt(tokens), self.config.token_merge
         return tokens - grid**2 + (grid // merge) ** 2 + (self.labels.num_tokens if self.labels is not None else 0)
 
+    def token_grid(self) -> tuple[int | None, str]:
+        tokens = self.config.num_encoder_tokens
+        side = math.isqrt(tokens) // self.config.token_merge
+        if side * side * self.config.token_merge**2 != tokens:
+            return None, f"the encoder's {tokens} tokens do not form a square grid"
+        extra = self.num_output_tokens - side * side
+        return side, f"the {extra} label tokens after the grid are not shown" if extra else ""
+
     def start_from(self, encoder: Any, llm: Any) -> None:
         if self.labels is not None:
             self.labels.start_from(encoder, llm)

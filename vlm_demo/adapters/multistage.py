@@ -74,6 +74,9 @@ class MultiStageAdapter(Adapter):
     def num_output_tokens(self) -> int:
         return self.config.grid_size**2
 
+    def token_grid(self) -> tuple[int | None, str]:
+        return self.config.grid_size, "each token pools its cell from every CNN stage"
+
     def forward(self, features: EncoderOutput) -> torch.Tensor:
         deepest = features.stages[-1].shape[-2:]
         projected = [

@@ -59,6 +59,7 @@ class PerceiverAdapter(Adapter):
     """Perceiver resampler: latents cross-attend to the image tokens."""
 
     config_class = PerceiverConfig
+    no_grid_reason = "is a resampler: its latent tokens attend over the whole grid, so no token belongs to one cell"
 
     def __init__(self, config: PerceiverConfig) -> None:
         super().__init__(config)

@@ -26,6 +26,8 @@ class QueryAdapter(Adapter):
     """Learnable queries read the image by cross-attention; emits num_queries tokens."""
 
     config_class = QueryConfig
+    no_grid_reason = ("is a resampler: each of its tokens is a learned query that attends over the whole grid, "
+                      "so no token belongs to one cell")
 
     def __init__(self, config: QueryConfig) -> None:
         super().__init__(config)

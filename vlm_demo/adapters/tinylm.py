@@ -58,6 +58,7 @@ class TinyLMAdapter(Adapter):
     """
 
     config_class = TinyLMConfig
+    no_grid_reason = "mixes the grid through a small language model: no token belongs to one cell"
 
     def __init__(self, config: TinyLMConfig) -> None:
         super().__init__(config)

@@ -4,7 +4,6 @@ token that comes from it, shaded by that cosine; hover shows the top five words.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,15 +13,6 @@ from PIL import Image
 from vlm_demo.analysis.neighbors import NeighborTable
 
 TOP_HOVER = 5
-WHY_NOT = {
-    "query": "the query adapter is a resampler: each of its tokens is a learned query that attends over the whole "
-             "grid, so no token belongs to one cell",
-    "perceiver": "the perceiver adapter is a resampler: its latent tokens attend over the whole grid, so no token "
-                 "belongs to one cell",
-    "linear": "the linear adapter projects the pooled image vector: its tokens come from the whole image",
-    "label": "the label adapter hands the LLM the encoder's predicted classes: its tokens are labels, not places",
-    "tinylm": "the tinylm adapter mixes the grid through a small language model: no token belongs to one cell",
-}
 
 
 @dataclass
@@ -35,27 +25,10 @@ class Grid:
     note: str = ""
 
 
-def token_grid(kind: str, num_encoder_tokens: int | None, num_output_tokens: int, grid_size: int | None = None) -> Grid:
-    """Which image token comes from which cell, for an adapter family and its sizes."""
-    if kind == "multistage" and grid_size:
-        return Grid(grid_size, note="each token pools its cell from every CNN stage")
-    if kind in ("mlp", "attention") and num_encoder_tokens:
-        side = math.isqrt(num_encoder_tokens)
-        if side * side != num_encoder_tokens or num_output_tokens < num_encoder_tokens:
-            return Grid(None, f"the encoder's {num_encoder_tokens} tokens do not form a square grid")
-        note = "tokens also see each other through self-attention" if kind == "attention" else ""
-        extra = num_output_tokens - num_encoder_tokens
-        if extra:
-            note = f"the {extra} label tokens after the grid are not shown"
-        return Grid(side, note=note)
-    return Grid(None, WHY_NOT.get(kind, f"the {kind} adapter's tokens do not come from single grid cells"))
-
-
 def grid_of(vlm) -> Grid:
-    """The token grid of a loaded combination."""
-    config = vlm.adapter.config
-    return token_grid(config.kind, getattr(config, "num_encoder_tokens", None), vlm.adapter.num_output_tokens,
-                      getattr(config, "grid_size", None))
+    """The token grid of a loaded combination, as its adapter family declares it (`Adapter.token_grid`)."""
+    side, text = vlm.adapter.token_grid()
+    return Grid(side, note=text) if side else Grid(None, reason=text)
 
 
 def short(label: str, most: int = 8) -> str:
