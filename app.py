@@ -30,8 +30,21 @@ def convert_packaged_llm() -> subprocess.Popen | None:
     return subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent)
 
 
-def warm_up() -> None:
-    """Load the default combination in the background so the first answer does not wait for it."""
+def hub_adapters(argv: list[str] | None = None) -> list[str]:
+    """Adapters to load by hub id at start, offered in Chat and Compare like one loaded in the Models tab:
+    `--checkpoint owner/name` (repeatable) and VLM_DEMO_HUB_ADAPTERS (comma-separated; a Space variable)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="app.py", description="Serve the vision-language adapter lab.")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="OWNER/NAME",
+                        help="an adapter pushed with `python -m train push`, loaded at start")
+    given = parser.parse_args(argv).checkpoint + os.environ.get("VLM_DEMO_HUB_ADAPTERS", "").split(",")
+    return list(dict.fromkeys(repo.strip() for repo in given if repo.strip()))
+
+
+def warm_up(adapters: list[str] | None = None) -> None:
+    """Load the default combination (and any hub adapters asked for) in the background, so the first answer does not
+    wait for it."""
     from vlm_demo.combos import COMBOS, DEFAULT_COMBO
     from vlm_demo.ui.models_cache import get_cache
 
@@ -39,9 +52,19 @@ def warm_up() -> None:
         get_cache().vlm(COMBOS[DEFAULT_COMBO])
     except Exception:  # noqa: BLE001 - the app still serves; the first request reports the problem
         logging.getLogger("app").exception("warming up the default combination failed")
+    load_hub_adapters(adapters or [])
 
 
-def main() -> None:
+def load_hub_adapters(adapters: list[str]) -> None:
+    """Each hub adapter into the model cache, as the Models tab loads one; a failure is logged in one line."""
+    from vlm_demo.ui import cards
+
+    for repo in adapters:
+        logging.getLogger("app").info("hub adapter %s: %s", repo, cards.load_from_hub(repo)[3])
+
+
+def main(argv: list[str] | None = None) -> None:
+    adapters = hub_adapters(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     conversion = convert_packaged_llm()  # runs while the app is built
@@ -51,8 +74,8 @@ def main() -> None:
     app = build_app()
     if conversion is not None:
         conversion.wait()  # before serving, so no request loads the LLM while it is being converted
-    if os.environ.get("VLM_DEMO_PRELOAD", "1") != "0":
-        threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    if os.environ.get("VLM_DEMO_PRELOAD", "1") != "0" or adapters:
+        threading.Thread(target=warm_up, args=(adapters,), name="warm-up", daemon=True).start()
     host, port = server_address()
     launch(app, host=host, port=port)
 

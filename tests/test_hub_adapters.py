@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.test_spacefile import load_app_module
 from tests.test_train_push import REPO, FakeHub
 from tests.test_train_stages import _overrides, _run_stage
 from train.config import load_config
@@ -111,3 +112,9 @@ def test_a_pushed_adapter_loaded_by_id_is_offered_in_chat_and_compare(tmp_path, 
 
     monkeypatch.setattr(models_cache, "_CACHE", models_cache.ModelCache())  # evicted, as the budget would
     assert all(value != f"hub:{REPO}" for _, value in adapter_choices(encoder, llm))  # offered while it stays loaded
+    app = load_app_module()
+    assert app.hub_adapters(["--checkpoint", REPO]) == [REPO]
+    monkeypatch.setenv("VLM_DEMO_HUB_ADAPTERS", f"{REPO}, other/one")
+    assert app.hub_adapters([]) == [REPO, "other/one"]
+    app.load_hub_adapters([REPO])  # python app.py --checkpoint owner/name, or the Space variable: offered again
+    assert f"hub:{REPO}" in dict((v, k) for k, v in adapter_choices(encoder, llm))
