@@ -1,6 +1,6 @@
-"""The leaderboard of shipped adapters (vlm_demo/leaderboard.py): read from config, weight headers and cards, new
-cards' front matter training record, the older cards' Training section, README.md's table kept by `python -m train
-leaderboard`, and the Models and Compare tabs showing it. Nothing is trained or loaded."""
+"""The leaderboard of shipped adapters (vlm_demo/leaderboard.py): read from config, weight headers, eval.json and
+training.json (never the card's text), README.md's table kept by `python -m train leaderboard`, and the Models and
+Compare tabs showing it. Nothing is trained or loaded."""
 
 from __future__ import annotations
 
@@ -73,14 +73,28 @@ def test_every_shipped_adapter_is_on_the_leaderboard_with_recipe_scores_and_minu
     assert best == sorted(best, reverse=True)
 
 
-def test_an_older_card_gives_its_recipe_and_scores_from_its_training_and_results_sections(tmp_path):
-    entry = lb.read_entry(_folder(tmp_path, OLD_CARD))
-    assert [(s.stage, s.run, s.steps, s.batch, s.lr, s.llm_mode, s.minutes) for s in entry.stages] == [
-        ("align", "linear-align", 294, None, 0.001, "none", 0.2),
-        ("caption", "linear-caption", 350, 8, 0.001, "lora", 29.1)]
-    assert entry.recipe == "align 294 \u2192 caption 350 LoRA" and entry.minutes == pytest.approx(29.3)
-    assert entry.parameters == 737_856 and entry.image_tokens == 2
-    assert entry.score("digits") == 0.41 and entry.score("photos") is None
+def _records(folder: Path) -> None:
+    """training.json and eval.json as shipping writes them: a LoRA caption stage trained on a GPU after an align."""
+    stages = {"align (linear-align)": {"stage": "align", "steps": 294, "batch_size": 16, "train_seconds": 12,
+                                       "trainable_parameters": 737_856, "device": "cpu"},
+              "caption (linear-caption)": {"stage": "caption", "steps": 350, "batch_size": 8, "train_seconds": 1746,
+                                           "trainable_parameters": 800_000, "device": "cuda"}}
+    runs = {"align (linear-align)": {"stage": "align", "train": {"lr": 0.001}},
+            "caption (linear-caption)": {"stage": "caption", "caption": {"llm_mode": "lora"}, "train": {"lr": 5e-4}}}
+    (folder / "training.json").write_text(json.dumps({"stages": stages, "runs": runs}))
+    (folder / "eval.json").write_text(json.dumps({"digits_accuracy": {"lenient": 0.52}, "photos_object_named": {}}))
+
+
+def test_figures_come_from_eval_and_training_json_never_from_the_card_text(tmp_path):
+    folder = _folder(tmp_path, OLD_CARD)  # its text says other numbers: nothing reads them
+    _records(folder)
+    entry = lb.read_entry(folder)
+    assert [(s.stage, s.run, s.steps, s.batch, s.lr, s.llm_mode, s.minutes, s.device) for s in entry.stages] == [
+        ("align", "linear-align", 294, 16, 0.001, "none", 0.2, "cpu"),
+        ("caption", "linear-caption", 350, 8, 5e-4, "lora", 29.1, "cuda")]
+    assert entry.recipe == "align 294 \u2192 caption 350 LoRA (on cuda)" and entry.minutes == pytest.approx(29.3)
+    assert entry.parameters == 800_000 and entry.image_tokens == 2
+    assert entry.score("digits") == 0.52 and entry.score("photos") is None and entry.score("textiles") is None
 
 
 def test_a_folder_without_a_card_still_gets_a_row_with_dashes(tmp_path):
@@ -100,7 +114,9 @@ def test_rows_name_the_combination_that_runs_the_checkpoint_and_mark_the_default
     assert lb.combination_of("someone--mlp--elses") == "someone--mlp--elses"
 
 
-def test_shipping_writes_a_training_record_and_metrics_into_the_front_matter_that_the_leaderboard_reads(tmp_path):
+def test_shipping_writes_the_training_record_and_metrics_into_the_cards_front_matter_for_the_hub():
+    import yaml
+
     from train.card import _card
     from train.config import load_config
 
@@ -108,15 +124,13 @@ def test_shipping_writes_a_training_record_and_metrics_into_the_front_matter_tha
     record = json.loads((source / "training.json").read_text())
     metrics = json.loads((source / "eval.json").read_text())
     readme = _card(load_config(ROOT / "train" / "configs" / "mlp.toml"), metrics, record["stages"], record["runs"])
-    meta = lb.front_matter(readme)
+    meta = yaml.safe_load(readme.split("---\n")[1])
     assert meta["training"][2] == {"stage": "caption", "run": "mlp-lora", "steps": 600, "batch": 8, "lr": 0.0005,
                                    "llm_mode": "lora", "minutes": 40.0, "device": "cpu",
                                    "trainable_parameters": 4_319_552}
-    folder = _folder(tmp_path, readme.replace("6.6 min on cpu", "99 min on cpu"))
-    entry = lb.read_entry(folder)
-    assert entry.recipe == lb.read_entry(source).recipe and entry.parameters == 4_319_552
-    assert entry.metrics == lb.metrics_from_front_matter(meta) and entry.score("shapes VQA") == 0.485
-    assert entry.minutes == pytest.approx(118.4)  # from the record, not the card text
+    shown = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    entry = lb.read_entry(source)
+    assert shown == pytest.approx(entry.metrics, abs=1e-4) and entry.score("shapes VQA") == 0.485
 
 
 def test_a_card_names_the_vqa_majority_baseline_and_says_when_the_adapter_does_not_beat_it():
@@ -166,14 +180,15 @@ def test_leaderboard_command_checks_then_rewrites_a_stale_readme_table(tmp_path,
 def test_models_tab_leaderboard_keeps_numbers_as_numbers_so_columns_sort_by_value(tmp_path, monkeypatch):
     from vlm_demo.ui import cards
 
-    _folder(tmp_path, OLD_CARD)
+    _records(_folder(tmp_path, OLD_CARD))
     monkeypatch.setattr(lb, "ADAPTERS_DIR", tmp_path)
     table = cards.leaderboard_table()
     assert table["headers"] == lb.HEADERS
     (row,) = table["data"]
     values = dict(zip(lb.HEADERS, row, strict=True))
-    assert values["trainable params (M)"] == 0.74 and values["image tokens"] == 2 and values["digits"] == 0.41
-    assert values["recipe (stage steps, LLM)"] == "align 294 \u2192 caption 350 LoRA" and values["photos"] is None
+    assert values["trainable params (M)"] == 0.8 and values["image tokens"] == 2 and values["digits"] == 0.52
+    assert values["recipe (stage steps, LLM)"] == "align 294 \u2192 caption 350 LoRA (on cuda)"
+    assert values["photos"] is None
 
 
 def test_compare_columns_name_their_recipe_and_held_out_score_or_say_untrained(tmp_path):
