@@ -66,7 +66,6 @@ def _combo(name: str, adapter: str, description: str, encoder: str = "efficientn
 
 
 _MLP = {"stage_features": [0, 1], "stage_subgrid": [4, 2], "input_norm": True}
-_QUERY = {"num_queries": 32, "width": 256, "num_blocks": 2}
 _LEGACY = "; on the legacy Swish features of EfficientNet-Lite0 (trained before the activation fix)"
 
 COMBOS: dict[str, Combo] = {
@@ -78,7 +77,7 @@ COMBOS: dict[str, Combo] = {
                "(1200 frozen-LLM caption steps) like every other family", **_MLP, class_tokens=3,
                suffix="--family-recipe"),
         _combo("linear", "linear", "one Linear layer on the pooled vector, k=1 pseudo-token", num_tokens=1),
-        _combo("query", "query", "32 learnable queries with self/cross-attention", **_QUERY),
+        _combo("query", "query", "32 learnable queries with self/cross-attention"),
         _combo("attention", "attention", "4 self-attention blocks over the 49 tokens"),
         _combo("perceiver", "perceiver", "perceiver resampler, 32 latents"),
         _combo("multistage", "multistage", "multi-stage CNN fusion (v4) over four EfficientNet stage maps",
@@ -89,8 +88,7 @@ COMBOS: dict[str, Combo] = {
                **_MLP),
         _combo("linear-swish", "linear", "the first shipped linear adapter" + _LEGACY, encoder=LEGACY_ENCODER,
                num_tokens=1),
-        _combo("query-swish", "query", "the first shipped query adapter" + _LEGACY, encoder=LEGACY_ENCODER,
-               **_QUERY),
+        _combo("query-swish", "query", "the first shipped query adapter" + _LEGACY, encoder=LEGACY_ENCODER),
         _combo("dinov2-mlp", "mlp", "DINOv2-small tokens, each 2x2 of patches merged into one (65 tokens), through an "
                "MLP", encoder="dinov2-small", token_merge=2, input_norm=True),
         _combo("clip-mlp-qwen", "mlp", "CLIP ViT-B/16 -> MLP -> Qwen2.5-0.5B-Instruct (hub models)",

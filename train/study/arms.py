@@ -10,11 +10,15 @@ from train.config import load_config
 from train.study import Budget
 from train.study.runs import data_override, toml_value
 from train.sweep import Arm
+from vlm_demo.combos import COMBOS
 
-FAMILY_OPTIONS: dict[str, dict[str, Any]] = {  # the thesis's query adapter halves the tokens (255 -> 128): 49 -> 24
-    "mlp": {}, "attention": {}, "linear": {}, "query": {"num_queries": 24}, "perceiver": {},
-    "tinylm": {"lm_width": 256, "lm_layers": 4, "lm_heads": 4, "num_latents": 32},  # train/configs/tinylm.toml
+STUDY_FAMILIES = ("mlp", "attention", "linear", "query", "perceiver", "tinylm")
+DEVIATIONS: dict[str, dict[str, Any]] = {  # where an arm departs from its family's registered options
+    "mlp": {"stage_features": [], "stage_subgrid": [], "input_norm": False, "class_tokens": 0},  # plain per-token MLP
+    "query": {"num_queries": 24},  # the thesis's query adapter halves the tokens (255 -> 128): 49 -> 24
 }
+FAMILY_OPTIONS: dict[str, dict[str, Any]] = {  # each family's registered combination, then the arm's deviation
+    family: {**COMBOS[family].adapter_options, **DEVIATIONS.get(family, {})} for family in STUDY_FAMILIES}
 TINY_OPTIONS: dict[str, dict[str, Any]] = {  # the --tiny budget's transformers: one narrow block (seconds, not minutes)
     "attention": {"width": 32, "num_blocks": 1}, "query": {"width": 32, "num_blocks": 1},
     "perceiver": {"width": 32, "depth": 1, "num_heads": 4, "num_latents": 4},

@@ -14,9 +14,9 @@ from vlm_demo.encoders.base import EncoderOutput
 @dataclass
 class QueryConfig(AdapterConfig):
     kind: str = "query"
-    num_queries: int = 128
-    width: int = 512
-    num_blocks: int = 4
+    num_queries: int = 32  # the thesis used 128 queries, width 512 and 4 blocks over CoCa's 255 tokens; ours see 49
+    width: int = 256
+    num_blocks: int = 2
     num_heads: int = 4
     dropout: float = 0.0
     init_std: float = 0.02  # BERT's initializer_range
