@@ -18,12 +18,13 @@ from train.data.openworld import HEAD_CAPTION
 from train.data.wordnet import ClassWords, imagenet_words
 from train.features import FeatureCache
 from vlm_demo.adapters.label import IMAGENET_CLASSES
+from vlm_demo.combos import COMBOS, DEFAULT_COMBO
 from vlm_demo.encoders import ClassHead, EncoderOutput, VisionEncoder, build_encoder
 
 log = logging.getLogger("train")
 
 TEMPLATES = ["{Phrase}.", "This is {phrase}.", "The image shows {phrase}.", "A picture of {phrase}."]
-CAPTIONER = "efficientnet-lite0"  # the default encoder: its head captions for encoders that have none
+CAPTIONER = COMBOS[DEFAULT_COMBO].encoder  # the default encoder: its head captions for encoders that have none
 
 
 @dataclass(frozen=True)
