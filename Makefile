@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/caption_overhead.py
 	$(PY) bench/train_throughput.py
 	$(PY) bench/generation_precision.py
+	$(PY) bench/generation_speed.py
 	$(PY) bench/gpu_recipe_flops.py
 	$(PY) bench/feature_probe.py
 	$(PY) bench/analysis_speed.py

@@ -82,6 +82,7 @@ class EvalConfig:
     # directions at the real tokens' norms) | none (no image tokens: the blind baseline)
     image_tokens: str = "real"
     prompt: str = ""  # asked instead of every sample's own prompt (empty: the samples' prompts)
+    llm_precision: str = "fp32"  # the LLM's weights: fp32 | bf16 | int8 | auto (what the app uses on this machine)
 
 
 @dataclass
@@ -107,6 +108,7 @@ CHOICES = {
     "train.precision": {"auto", "fp32", "bf16", "fp16"},
     "model.encoder_mode": {"frozen", "joint", "sequential"},
     "eval.image_tokens": {"real", "nearest", "random", "none"},
+    "eval.llm_precision": {"fp32", "bf16", "int8", "auto"},
 }
 POSITIVE = {"train.batch_size", "train.grad_accum", "train.lr", "train.log_every", "train.save_every",
             "train.epochs", "eval.max_new_tokens", "eval.batch_size", "caption.lora_r", "align.batched_reg",

@@ -187,11 +187,13 @@ def feature_mse(encoder, adapter, teacher, samples: list[Sample]) -> dict[str, f
 
 
 def results_name(config: TrainConfig) -> str:
-    """`eval` for the plain evaluation; `eval-<image_tokens>[-prompt]` for an ablation (never overwrites it)."""
+    """`eval` for the plain evaluation; `eval-<image_tokens>[-prompt]` for an ablation (never overwrites it); either
+    ends in `-<precision>` when the LLM's weights are not fp32."""
     settings = config.eval
+    precision = "" if settings.llm_precision == "fp32" else f"-{settings.llm_precision}"
     if settings.image_tokens == "real" and not settings.prompt:
-        return "eval"
-    return f"eval-{settings.image_tokens}" + ("-prompt" if settings.prompt else "")
+        return "eval" + precision
+    return f"eval-{settings.image_tokens}" + ("-prompt" if settings.prompt else "") + precision
 
 
 def write_results(folder: Path, samples: list[Sample], answers: list[str], metrics: dict, name: str = "eval") -> None:
@@ -222,8 +224,8 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
         metrics = {"feature_mse": feature_mse(encoder, adapter, teacher, samples)}
         write_results(folder, [], [], metrics)
         return metrics
-    vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name)
     settings = config.eval
+    vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name, precision=settings.llm_precision)
     answers = answer_all(vlm, samples, settings.max_new_tokens, settings.batch_size, progress, settings.image_tokens,
                          settings.prompt)
     metrics = compute_metrics(samples, answers)
@@ -232,7 +234,9 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
         if baseline is not None:  # an encoder without an ImageNet head has no label to compare with
             metrics["photos_object_named"]["encoder_top1_baseline"] = baseline
     name = results_name(config)
-    if name != "eval":
+    if settings.image_tokens != "real" or settings.prompt:
         metrics["ablation"] = {"image_tokens": settings.image_tokens, "prompt": settings.prompt or None}
+    if vlm.llm.precision != "fp32":
+        metrics["llm_precision"] = vlm.llm.precision
     write_results(folder, samples, answers, metrics, name)
     return metrics

@@ -76,11 +76,13 @@ def settings_from_args(args: argparse.Namespace):
                               top_p=args.top_p, seed=args.seed).check()
 
 
-def load_vlm(combo: str, checkpoint: str | None = None):
-    """The combination (or the checkpoint with the encoder and LLM it names); says so when the adapter is random."""
+def load_vlm(combo: str, checkpoint: str | None = None, precision: str = "auto"):
+    """The combination (or the checkpoint with the encoder and LLM it names), its LLM in `precision`; says so when the
+    adapter is random."""
     from vlm_demo.pipeline import VisionLanguageModel
 
-    vlm = VisionLanguageModel.from_checkpoint(checkpoint) if checkpoint else VisionLanguageModel.from_combo(combo)
+    vlm = (VisionLanguageModel.from_checkpoint(checkpoint, precision=precision) if checkpoint
+           else VisionLanguageModel.from_combo(combo, precision=precision))
     if not vlm.trained:
         print(f"note: combination '{printable_name(vlm.name)}' uses an {vlm.status}", file=sys.stderr)
     return vlm
@@ -110,7 +112,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 progress.write(f"error: {printable_name(str(error))}", file=sys.stderr)
         if images:
             if vlm is None:
-                vlm = load_vlm(args.combo, args.checkpoint)
+                vlm = load_vlm(args.combo, args.checkpoint, args.precision)
             for name, caption in zip(names, vlm.caption(images, args.prompt, settings)):
                 if args.json:
                     record = {"image": name, "caption": caption, "combo": printable_name(vlm.name),
@@ -129,7 +131,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     image = open_image(args.image)
-    vlm = load_vlm(args.combo, args.checkpoint)
+    vlm = load_vlm(args.combo, args.checkpoint, args.precision)
     history: list[tuple[str, str]] = []
     print(f"Chatting about {printable_name(args.image)} with '{printable_name(vlm.name)}'. "
           "Empty line or /quit ends; /reset forgets the conversation.")
@@ -160,9 +162,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def _generation_options(parser: argparse.ArgumentParser) -> None:
     from vlm_demo.combos import DEFAULT_COMBO
+    from vlm_demo.llms.quantize import LLM_PRECISIONS
 
     parser.add_argument("--combo", default=DEFAULT_COMBO, help="combination name (see `list`)")
     parser.add_argument("--checkpoint", help="an adapter folder or hub id; its config names the encoder and LLM")
+    parser.add_argument("--precision", choices=LLM_PRECISIONS, default="auto",
+                        help="the LLM's weights: auto (the app's default on this device), fp32, bf16 or int8")
     add_settings_options(parser)
 
 

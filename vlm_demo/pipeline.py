@@ -101,13 +101,14 @@ class VisionLanguageModel:
             llm.attach_lora(self.lora, lora_dir)
 
     @classmethod
-    def from_combo(cls, combo: Combo | str, llm: LanguageModel | None = None,
-                   encoder: VisionEncoder | None = None) -> VisionLanguageModel:
-        """A registered or ad-hoc combination: its checkpoint if one ships, else a seeded random adapter."""
+    def from_combo(cls, combo: Combo | str, llm: LanguageModel | None = None, encoder: VisionEncoder | None = None,
+                   precision: str = "auto") -> VisionLanguageModel:
+        """A registered or ad-hoc combination: its checkpoint if one ships, else a seeded random adapter; an LLM not
+        given is loaded in `precision` (see vlm_demo.llms.quantize)."""
         combo = get_combo(combo) if isinstance(combo, str) else combo
         device = default_device()
         encoder = encoder or build_encoder(combo.encoder).to(device)
-        llm = llm or load_llm(combo.llm, device=device)
+        llm = llm or load_llm(combo.llm, device=device, precision=precision)
         if combo.checkpoint_path:
             return cls.from_checkpoint(combo.checkpoint_path, llm=llm, encoder=encoder, name=combo.name)
         torch.manual_seed(0)
@@ -115,8 +116,8 @@ class VisionLanguageModel:
         return cls(encoder, adapter, llm, trained=False, name=combo.name)
 
     @classmethod
-    def from_checkpoint(cls, path_or_id: str, llm: LanguageModel | None = None,
-                        encoder: VisionEncoder | None = None, name: str | None = None) -> VisionLanguageModel:
+    def from_checkpoint(cls, path_or_id: str, llm: LanguageModel | None = None, encoder: VisionEncoder | None = None,
+                        name: str | None = None, precision: str = "auto") -> VisionLanguageModel:
         """An adapter checkpoint (folder or hub id) with the encoder and LLM its config names, or the ones given;
         the config is read once, and a mismatch is refused naming both sides."""
         values = read_config(path_or_id)
@@ -132,7 +133,7 @@ class VisionLanguageModel:
             load_model(encoder, tuned, strict=True, device=str(next(encoder.parameters()).device))
             encoder.eval().requires_grad_(False)
         encoder = (encoder or build_encoder(values["encoder"])).to(device)
-        llm = llm or load_llm(values["llm"], device=device)
+        llm = llm or load_llm(values["llm"], device=device, precision=precision)
         adapter = load_adapter(path_or_id, values=values)
         return cls(encoder, adapter, llm, trained=True, name=name or f"checkpoint:{path_or_id}",
                    lora_dir=lora_folder(path_or_id))
@@ -184,10 +185,11 @@ class VisionLanguageModel:
 
     def chat(self, image: Image.Image | list[Image.Image], message: str, history: list[tuple[str, str]] | None = None,
              settings: GenerationSettings | None = None, cancelled: Cancelled | None = None,
-             images_per_turn: list[int] | None = None) -> Iterator[str]:
+             images_per_turn: list[int] | None = None, reuse_prefix: bool = True) -> Iterator[str]:
         """Stream the answer to `message` about `image` (or several images, placed at the user turns
         `images_per_turn` counts), given earlier (user, assistant) turns; closing the iterator or `cancelled()`
-        turning true stops the generation."""
+        turning true stops the generation. With `reuse_prefix` the keys and values of what an earlier turn already
+        computed are reused (same answer, computed from the new message on)."""
         check_prompt(message, history)
         images = image if isinstance(image, list) else [image]
         if len(images) > self.max_images:
@@ -195,7 +197,7 @@ class VisionLanguageModel:
                              f"({self.max_images})")
         text = self.prompt_text(message, history, images_per_turn)
         check_prompt_tokens(self.llm, text)
-        tokens = self.image_tokens(images)
+        tokens = torch.cat([self.image_tokens([picture]) for picture in images])  # each alone: the same rows every turn
         with torch.inference_mode():
             inputs = self.llm.splice([text], [tokens])
-        yield from self.llm.stream(inputs, settings, lora=self.lora, cancelled=cancelled)
+        yield from self.llm.stream(inputs, settings, lora=self.lora, cancelled=cancelled, reuse_prefix=reuse_prefix)

@@ -12,9 +12,11 @@ from vlm_demo.hub import HUB_ID, fetched
 from vlm_demo.llms.base import IMAGE_PLACEHOLDER, LanguageModel, SplicedInputs
 from vlm_demo.llms.generation import GenerationSettings
 from vlm_demo.llms.loading import load_causal_lm, packaged_smollm2_dir
+from vlm_demo.llms.quantize import LLM_PRECISIONS, quantize_int8, resolve_llm_precision, weight_dtype
 from vlm_demo.sources import availability
 
-__all__ = ["IMAGE_PLACEHOLDER", "LLMS", "GenerationSettings", "LanguageModel", "SplicedInputs", "load_llm"]
+__all__ = ["IMAGE_PLACEHOLDER", "LLMS", "LLM_PRECISIONS", "GenerationSettings", "LanguageModel", "SplicedInputs",
+           "load_llm"]
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,28 @@ LLMS: dict[str, LLMSpec] = {
 
 
 def load_llm(name: str, quantization: str | None = None, dtype: torch.dtype = torch.float32,
-             device: str | None = None) -> LanguageModel:
+             device: str | None = None, precision: str | None = None) -> LanguageModel:
     """Load a registered LLM (packaged weights first, then the hub), any hub causal-LM id, or a local folder named by
     a path that is not owner/name shaped (./models/x, /abs/x). Hub models are checked against the memory budget
-    before they are downloaded and are never looked up as local folders (see vlm_demo.hub)."""
+    before they are downloaded and are never looked up as local folders (see vlm_demo.hub).
+
+    `precision` (fp32, bf16, int8 or auto; see vlm_demo.llms.quantize) is for inference and overrides `dtype`; without
+    it the weights are held in `dtype`, as training wants them."""
+    if precision is not None:
+        precision = resolve_llm_precision(precision, device)
+        dtype = weight_dtype(precision)
+    llm = _load(name, quantization, dtype, device)
+    if precision == "int8" and not quantization:
+        quantize_int8(llm.model)
+    llm.precision = "int8" if precision == "int8" and not quantization else _dtype_name(llm.dtype)
+    return llm
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+def _load(name: str, quantization: str | None, dtype: torch.dtype, device: str | None) -> LanguageModel:
     spec = LLMS.get(name)
     if spec is not None and spec.local_dir is not None and "available (packaged)" in spec.availability():
         return load_causal_lm(name, spec.local_dir(), quantization=quantization, dtype=dtype, device=device)

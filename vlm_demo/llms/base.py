@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
 
 from vlm_demo.llms.generation import (
     Cancelled,
@@ -19,6 +19,7 @@ from vlm_demo.llms.generation import (
     interruptible,
     stop_between_layers,
 )
+from vlm_demo.llms.prefix_cache import PrefixCache
 
 __all__ = ["IMAGE_PLACEHOLDER", "GenerationSettings", "LanguageModel", "LoraGate", "SplicedInputs"]
 
@@ -55,6 +56,8 @@ class LanguageModel:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self._lora_gate = LoraGate(self._activate_lora)
+        self.prefixes = PrefixCache()
+        self.precision = "fp32"  # how the weights are held (load_llm sets it)
         stop_between_layers(self.model)
 
     @property
@@ -191,15 +194,19 @@ class LanguageModel:
         return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
 
     def stream(self, inputs: SplicedInputs, settings: GenerationSettings | None = None,
-               lora: str | None = None, cancelled: Cancelled | None = None) -> Iterator[str]:
+               lora: str | None = None, cancelled: Cancelled | None = None, reuse_prefix: bool = True) -> Iterator[str]:
         """Yield text pieces of a single answer as they are generated, with the named LoRA adapter or none.
 
+        With `reuse_prefix`, the keys and values of the longest prefix this prompt shares with a conversation
+        answered before are reused (see `PrefixCache`), and this conversation's are kept for the next turn.
         The generation stops when the consumer closes this iterator (or stops reading and `cancelled()` turns
         true), and is joined before the iterator ends, so no abandoned generation keeps running."""
         settings = settings or GenerationSettings()
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True)
         errors: list[BaseException] = []
         closed = threading.Event()
+        rows = inputs.inputs_embeds[0]
+        reuse = reuse_prefix and inputs.inputs_embeds.shape[0] == 1 and bool(inputs.attention_mask.all())
 
         def stop() -> bool:
             return closed.is_set() or (cancelled is not None and cancelled())
@@ -207,10 +214,14 @@ class LanguageModel:
         def run() -> None:
             try:
                 with torch.inference_mode(), self._lora_gate.using(lora, stop), interruptible(stop):
-                    self.model.generate(
+                    cache = self._cache_for(lora, rows) if reuse else None
+                    output = self.model.generate(
                         inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                        pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, **settings.generate_kwargs(stop),
+                        pad_token_id=self.tokenizer.pad_token_id, streamer=streamer, past_key_values=cache,
+                        **settings.generate_kwargs(stop),
                     )
+                    if cache is not None:
+                        self.prefixes.put(lora, torch.cat([rows, self.model.get_input_embeddings()(output[0])]), cache)
             except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
                 errors.append(error)
                 streamer.end()
@@ -224,3 +235,8 @@ class LanguageModel:
             thread.join()
         if errors and not isinstance(errors[0], GenerationCancelled):
             raise errors[0]
+
+    def _cache_for(self, lora: str | None, rows: torch.Tensor) -> DynamicCache:
+        """The stored cache sharing the longest prefix with `rows`, or a new empty one."""
+        cache, _ = self.prefixes.take(lora, rows)
+        return cache if cache is not None else DynamicCache(config=self.model.config)

@@ -30,13 +30,18 @@ class LoadError(RuntimeError):
 
 
 def module_bytes(module: Any) -> int:
-    """Bytes held by a module's parameters and buffers (0 for anything that is not a torch module)."""
+    """Bytes held by a module's parameters and buffers (0 for anything that is not a torch module), plus what an LLM
+    may hold in its cache of conversation prefixes."""
+    reserved = getattr(getattr(module, "prefixes", None), "max_bytes", 0)
     if not isinstance(module, nn.Module):
         module = getattr(module, "model", None)
     if not isinstance(module, nn.Module):
         return 0
     tensors = list(module.parameters()) + list(module.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(t.numel() * t.element_size() for t in tensors) + reserved
+
+
+PREFIX_SHARE = 16  # an LLM's conversation-prefix cache may take at most this fraction of the budget
 
 
 @dataclass
@@ -85,7 +90,7 @@ class ModelCache:
         device = default_device()
         encoder = self._load(("encoder", combo.encoder), lambda: build_encoder(combo.encoder).to(device), say, 0.05,
                              f"Loading encoder {combo.encoder}\u2026")
-        llm = self._load(("llm", combo.llm), lambda: load_llm(combo.llm, device=device), say, 0.35,
+        llm = self._load(("llm", combo.llm), lambda: self._llm(combo.llm, device), say, 0.35,
                          f"Loading LLM {combo.llm}\u2026")
 
         def assemble() -> VisionLanguageModel:
@@ -96,6 +101,14 @@ class ModelCache:
                          depends_on=(("encoder", combo.encoder), ("llm", combo.llm)))
         say(1.0, "Ready")
         return vlm
+
+    def _llm(self, name: str, device: Any) -> Any:
+        """An LLM in the default precision for `device`, its prefix cache sized within the budget."""
+        llm = load_llm(name, device=device, precision="auto")
+        prefixes = getattr(llm, "prefixes", None)
+        if prefixes is not None:
+            prefixes.max_bytes = min(prefixes.max_bytes, self.budget // PREFIX_SHARE)
+        return llm
 
     def is_loaded(self, combo: Combo) -> bool:
         with self._lock:
