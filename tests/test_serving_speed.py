@@ -216,3 +216,36 @@ def test_the_cli_and_train_eval_take_a_precision_and_eval_results_say_which(tmp_
     assert results_name(load_config(None, ["eval.llm_precision=int8", "eval.image_tokens=none"])) == "eval-none-int8"
     with pytest.raises(ConfigError):
         load_config(None, ["eval.llm_precision=int4"])
+
+
+def test_a_visitors_choice_of_llm_weights_reaches_their_chat_and_loads_a_separate_llm(monkeypatch):
+    from types import SimpleNamespace
+
+    import gradio as gr
+    from gradio.context import LocalContext
+    from torch import nn
+
+    from vlm_demo.combos import COMBOS
+    from vlm_demo.ui import common, models_cache
+
+    monkeypatch.delenv("VLM_DEMO_LLM_PRECISION", raising=False)
+    loaded = []
+    monkeypatch.setattr(models_cache, "build_encoder", lambda name: nn.Linear(2, 2))
+    monkeypatch.setattr(models_cache, "load_llm", lambda name, **kw: loaded.append(kw["precision"]) or nn.Linear(2, 2))
+    monkeypatch.setattr(models_cache.VisionLanguageModel, "from_combo",
+                        classmethod(lambda cls, combo, llm=None, encoder=None: SimpleNamespace(adapter=llm)))
+    token = LocalContext.request.set(SimpleNamespace(session_hash="visitor-a"))
+    try:
+        assert common.session_precision() == "auto"
+        common.remember_precision("int8")
+        assert common.session_precision() == "int8"
+        with pytest.raises(gr.Error):
+            common.remember_precision("int4")
+        LocalContext.request.set(SimpleNamespace(session_hash="visitor-b"))
+        assert common.session_precision() == "auto"
+    finally:
+        LocalContext.request.reset(token)
+    cache = models_cache.ModelCache(budget_mb=1000)
+    fp32, int8 = cache.vlm(COMBOS["default"]), cache.vlm(COMBOS["default"], precision="int8")
+    assert fp32.adapter is not int8.adapter and loaded == ["fp32", "int8"]
+    assert cache.vlm(COMBOS["default"], precision="int8") is int8 and cache.has("llm", "smollm2-135m-instruct@int8")

@@ -89,7 +89,9 @@ def _answer(before: Messages, question: str, new_images: list[str], encoder: str
     if not images:
         raise gr.Error("Upload an image or pick an example first.", title="No image")
     combo = resolve_combo(encoder, adapter, llm)
-    vlm = load_vlm(combo, progress)
+    from vlm_demo.ui.common import session_precision  # the visitor's LLM weights (sidebar switch)
+
+    vlm = load_vlm(combo, progress, session_precision())
     if len(images) > vlm.max_images:
         raise _too_many(vlm.max_images, vlm.adapter.num_output_tokens)
     check_prompt(question, turns, vlm, counts)

@@ -9,6 +9,8 @@ import inspect
 import io
 import logging
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,8 +94,41 @@ def hub_parts(combo: Combo) -> list[str]:
     return parts
 
 
-def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
-    """The combination from the shared cache, reporting loading through gr.Progress; failures become gr.Error."""
+# The LLM weights each visitor (Gradio session) picked for chat answers, most recent last; a few thousand at most.
+_PRECISIONS: OrderedDict[str, str] = OrderedDict()
+_PRECISIONS_LOCK = threading.Lock()
+MAX_PRECISION_SESSIONS = 4096
+CHAT_PRECISIONS = ("fp32", "int8")
+
+
+def _session() -> str | None:
+    from gradio.context import LocalContext
+
+    return getattr(LocalContext.request.get(None), "session_hash", None)
+
+
+def remember_precision(choice: str) -> None:
+    """Keep this visitor's choice of LLM weights for their chat answers (the sidebar's switch)."""
+    if choice not in CHAT_PRECISIONS:
+        raise gr.Error(f"LLM weights must be one of {', '.join(CHAT_PRECISIONS)}.", title="Impossible choice")
+    session = _session()
+    if session:
+        with _PRECISIONS_LOCK:
+            _PRECISIONS[session] = choice
+            _PRECISIONS.move_to_end(session)
+            while len(_PRECISIONS) > MAX_PRECISION_SESSIONS:
+                _PRECISIONS.popitem(last=False)
+
+
+def session_precision() -> str:
+    """The LLM weights this visitor picked, or `auto` (the default here) when they did not."""
+    with _PRECISIONS_LOCK:
+        return _PRECISIONS.get(_session() or "", "auto")
+
+
+def load_vlm(combo: Combo, progress: Any = None, precision: str = "auto") -> VisionLanguageModel:
+    """The combination from the shared cache, its LLM's weights in `precision`, reporting loading through
+    gr.Progress; failures become gr.Error."""
     def report(fraction: float, text: str) -> None:
         if progress is not None:
             progress(fraction, desc=text)
@@ -110,7 +145,7 @@ def load_vlm(combo: Combo, progress: Any = None) -> VisionLanguageModel:
                            "this server cannot reach. The packaged parts (efficientnet-lite0, dinov2-small, "
                            "smollm2-135m-instruct) work offline.", title="Needs the hub")
     try:
-        return get_cache().vlm(combo, report)
+        return get_cache().vlm(combo, report, precision)
     except (LoadError, CheckpointError, ValueError) as error:
         raise gr.Error(str(error).splitlines()[0], title="Could not load the combination") from None
 

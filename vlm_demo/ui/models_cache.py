@@ -18,6 +18,7 @@ from vlm_demo.combos import Combo
 from vlm_demo.encoders import build_encoder
 from vlm_demo.hub import memory_budget
 from vlm_demo.llms import load_llm
+from vlm_demo.llms.quantize import resolve_llm_precision
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import default_device
 
@@ -80,31 +81,35 @@ class ModelCache:
         self._evicted: list[tuple[weakref.ref, int]] = []  # parts dropped from the cache that something still holds
 
     # ------------------------------------------------------------------ public
-    def vlm(self, combo: Combo, report: Report | None = None) -> VisionLanguageModel:
-        """The assembled model for a combination, loading only the parts not in memory yet."""
-        key = combo_key(combo)
+    def vlm(self, combo: Combo, report: Report | None = None, precision: str = "auto") -> VisionLanguageModel:
+        """The assembled model for a combination, its LLM's weights in `precision`, loading only the parts not in
+        memory yet. The default precision keeps the plain keys; another one is a part of its own."""
+        device = default_device()
+        chosen = resolve_llm_precision(precision, device)
+        suffix = "" if chosen == resolve_llm_precision("auto", device) else f"@{chosen}"
+        key = (combo_key(combo)[0], combo_key(combo)[1] + suffix)
         cached = self._get(key)
         if cached is not None:
             return cached
         say = report or (lambda fraction, text: None)
-        device = default_device()
         encoder = self._load(("encoder", combo.encoder), lambda: build_encoder(combo.encoder).to(device), say, 0.05,
                              f"Loading encoder {combo.encoder}\u2026")
-        llm = self._load(("llm", combo.llm), lambda: self._llm(combo.llm, device), say, 0.35,
-                         f"Loading LLM {combo.llm}\u2026")
+        llm_key = ("llm", combo.llm + suffix)
+        llm = self._load(llm_key, lambda: self._llm(combo.llm, device, chosen), say, 0.35,
+                         f"Loading LLM {combo.llm}{f' ({chosen})' if suffix else ''}\u2026")
 
         def assemble() -> VisionLanguageModel:
             return VisionLanguageModel.from_combo(combo, llm=llm, encoder=encoder)
 
         adapter_text = f"Loading {'trained' if combo.trained else 'untrained'} {combo.adapter} adapter\u2026"
         vlm = self._load(key, assemble, say, 0.85, adapter_text,
-                         depends_on=(("encoder", combo.encoder), ("llm", combo.llm)))
+                         depends_on=(("encoder", combo.encoder), llm_key))
         say(1.0, "Ready")
         return vlm
 
-    def _llm(self, name: str, device: Any) -> Any:
-        """An LLM in the default precision for `device`, its prefix cache sized within the budget."""
-        llm = load_llm(name, device=device, precision="auto")
+    def _llm(self, name: str, device: Any, precision: str) -> Any:
+        """An LLM in `precision`, its prefix cache sized within the budget."""
+        llm = load_llm(name, device=device, precision=precision)
         prefixes = getattr(llm, "prefixes", None)
         if prefixes is not None:
             prefixes.max_bytes = min(prefixes.max_bytes, self.budget // PREFIX_SHARE)
