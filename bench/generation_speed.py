@@ -66,9 +66,9 @@ def bytes_per_token(model: nn.Module) -> int:
     return total
 
 
-def decode_seconds(vlm: VisionLanguageModel, inputs) -> float:
-    """One greedy generation of exactly NEW_TOKENS tokens, with the combination's LoRA."""
-    with torch.inference_mode(), vlm.llm._lora_gate.using(vlm.lora):
+def decode_seconds(vlm: VisionLanguageModel, inputs, with_lora: bool = True) -> float:
+    """One greedy generation of exactly NEW_TOKENS tokens, with the combination's LoRA or without any."""
+    with torch.inference_mode(), vlm.llm._lora_gate.using(vlm.lora if with_lora else None):
         return _timed(lambda: vlm.llm.model.generate(
             inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
             pad_token_id=vlm.llm.tokenizer.pad_token_id, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
@@ -77,16 +77,20 @@ def decode_seconds(vlm: VisionLanguageModel, inputs) -> float:
 
 def decoding(vlms: dict[str, VisionLanguageModel], image: Image.Image, bandwidth: float) -> dict[str, float]:
     prepared = {name: vlm.prepare([image], ["Describe this image."]) for name, vlm in vlms.items()}
-    best = {name: float("inf") for name in vlms}
+    best = {name: float("inf") for name in [*vlms, "int8 without LoRA"]}
     for _ in range(REPEATS):  # interleaved, so a busy moment hits every precision alike
         for name, vlm in vlms.items():
             best[name] = min(best[name], decode_seconds(vlm, prepared[name]))
+        best["int8 without LoRA"] = min(best["int8 without LoRA"],
+                                        decode_seconds(vlms["int8"], prepared["int8"], with_lora=False))
     rates = {name: NEW_TOKENS / seconds for name, seconds in best.items()}
     for name, vlm in vlms.items():
         weight_bytes = bytes_per_token(vlm.llm.model)
         ceiling = bandwidth / weight_bytes
         print(f"{name:5s} batch 1: {rates[name]:6.1f} tokens/s; reads {weight_bytes / 1e6:5.0f} MB of weights a token, "
               f"bandwidth ceiling {ceiling:6.1f} tokens/s, reaches {rates[name] / ceiling:5.1%} of it")
+    print(f"int8 LoRA cost: {rates['int8']:.1f} tokens/s with the fp32 LoRA beside the int8 weights, "
+          f"{rates['int8 without LoRA']:.1f} without it")
     return rates
 
 
