@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +190,78 @@ def timed(function, *args) -> float:
     return time.perf_counter() - start
 
 
+@dataclass
+class Traffic:
+    """What the mixed phase served: requests by kind, failures, caption latencies."""
+
+    outcomes: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+def one_request(client: Visitor, kind: str, rng: random.Random, files: dict[str, Path]) -> None:
+    """One request of `kind` from a visitor; attacks come from an address of their own, as a botnet's would."""
+    if kind == "caption":
+        client.caption(rng.randrange(1000))
+    elif kind == "chat_then_leave":
+        client.chat_then_leave(rng.randrange(1000))
+    elif kind == "attack":
+        client.attacks += 1
+        rng.choice(list(ATTACKS.values()))(Attacker(client.url, address(1000 * client.attacks + client.number)))
+    elif kind == "bad_upload" and rng.random() < 0.5:
+        client.refused(files["truncated"], "This upload cannot be used")
+    elif kind == "bad_upload":
+        client.upload_refused(files["text"])
+    else:
+        client.refused(files["bomb"], "too many pixels")
+
+
+def mixed_traffic(url: str, clients: int, seconds: float, files: dict[str, Path]) -> Traffic:
+    """`clients` visitors sending MIX's kinds of request one after another for `seconds`."""
+    traffic, lock, stop_at = Traffic(), threading.Lock(), time.perf_counter() + seconds
+
+    def visitor(number: int) -> None:
+        rng, client = random.Random(number), Visitor(url, number)
+        kinds, weights = zip(*MIX.items())
+        while time.perf_counter() < stop_at:
+            kind, begin = rng.choices(kinds, weights)[0], time.perf_counter()
+            try:
+                one_request(client, kind, rng, files)
+            except Exception as error:  # noqa: BLE001 - every failure is counted and reported
+                with lock:
+                    traffic.failures.append(f"{kind}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
+                continue
+            with lock:
+                traffic.outcomes[kind] += 1
+                if kind == "caption":
+                    traffic.latencies.append(time.perf_counter() - begin)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(visitor, range(clients), timeout=seconds + REQUEST_TIMEOUT + 60))
+    traffic.elapsed = time.perf_counter() - started
+    return traffic
+
+
+def print_traffic(traffic: Traffic, clients: int, memory: dict[str, float], settle: float) -> None:
+    latencies = sorted(traffic.latencies)
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
+    median = latencies[len(latencies) // 2] if latencies else float("nan")
+    drift = (memory["end"] - memory["start"]) / memory["start"]
+    print(f"soak benchmark: {clients} clients for {traffic.elapsed:.0f} s on loopback ({os.cpu_count()} cores)")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(traffic.outcomes.items()))
+    print(f"  requests served            {sum(traffic.outcomes.values())}  ({kinds})")
+    print(f"  failed requests            {len(traffic.failures)}")
+    for failure in traffic.failures[:10]:
+        print(f"    {failure}")
+    print(f"  caption latency p95        {p95:.1f} s  (median {median:.1f} s)")
+    print(f"  server memory              start {memory['start']:.0f} MB, peak {memory['peak']:.0f} MB (goal < "
+          f"{GOALS['peak_gb'] * 1024:.0f} MB), after {settle:.0f} s settle {memory['end']:.0f} MB "
+          f"({drift:+.1%}, goal within {GOALS['settle']:.0%})")
+    print(f"  sampled RSS max            {memory['sampled']:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
@@ -204,11 +277,8 @@ def main() -> None:
     files = bad_files(Path(scratch.name))
     server = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    outcomes: Counter[str] = Counter()
-    failures: list[str] = []
-    latencies: list[float] = []
     samples: list[float] = []
-    lock = threading.Lock()
+    running = threading.Event()
     try:
         wait_for_client(url, server, time.perf_counter() + 300)
         warm = Visitor(url, -1)
@@ -217,9 +287,7 @@ def main() -> None:
         alone = attacks_alone(url, server.pid)
         idle_s, flooded_s = flood_delay(url)
         time.sleep(15)  # the flood's two accepted captions are cancelled unread
-        start_mb = rss_mb(server.pid)
-        stop_at = time.perf_counter() + args.seconds
-        running = threading.Event()
+        memory = {"start": rss_mb(server.pid)}
         running.set()
 
         def sample() -> None:
@@ -227,70 +295,19 @@ def main() -> None:
                 samples.append(rss_mb(server.pid))
                 time.sleep(0.5)
 
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-
-        def visitor(number: int) -> None:
-            rng = random.Random(number)
-            client = Visitor(url, number)
-            kinds, weights = zip(*MIX.items())
-            while time.perf_counter() < stop_at:
-                kind = rng.choices(kinds, weights)[0]
-                begin = time.perf_counter()
-                try:
-                    if kind == "caption":
-                        client.caption(rng.randrange(1000))
-                    elif kind == "chat_then_leave":
-                        client.chat_then_leave(rng.randrange(1000))
-                    elif kind == "attack":
-                        client.attacks += 1  # from an address of its own, as a botnet would
-                        rng.choice(list(ATTACKS.values()))(Attacker(url, address(1000 * client.attacks + number)))
-                    elif kind == "bad_upload":
-                        if rng.random() < 0.5:
-                            client.refused(files["truncated"], "This upload cannot be used")
-                        else:
-                            client.upload_refused(files["text"])
-                    else:
-                        client.refused(files["bomb"], "too many pixels")
-                except Exception as error:  # noqa: BLE001 - every failure is counted and reported
-                    with lock:
-                        failures.append(f"{kind}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
-                    continue
-                with lock:
-                    outcomes[kind] += 1
-                    if kind == "caption":
-                        latencies.append(time.perf_counter() - begin)
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(visitor, range(args.clients), timeout=args.seconds + REQUEST_TIMEOUT + 60))
-        elapsed = time.perf_counter() - started
+        threading.Thread(target=sample, daemon=True).start()
+        traffic = mixed_traffic(url, args.clients, args.seconds, files)
         time.sleep(args.settle)
         running.clear()
-        end_mb, peak_mb = rss_mb(server.pid), rss_mb(server.pid, "VmHWM")
+        memory.update(end=rss_mb(server.pid), peak=rss_mb(server.pid, "VmHWM"), sampled=max(samples, default=0))
     finally:
         stop(server)
         scratch.cleanup()
-
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
-    drift = (end_mb - start_mb) / start_mb
     print(f"attacks alone on the idle app (peak memory above resident; goal < {GOALS['attack_mb']} MB):")
     print("\n".join(alone))
     print(f"flood: another client's caption took {idle_s:.1f} s idle and {flooded_s:.1f} s right after one client "
           "posted 72 captions it never reads")
-    print(f"soak benchmark: {args.clients} clients for {elapsed:.0f} s on loopback ({os.cpu_count()} cores)")
-    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(outcomes.items()))
-    print(f"  requests served            {sum(outcomes.values())}  ({kinds})")
-    print(f"  failed requests            {len(failures)}")
-    for failure in failures[:10]:
-        print(f"    {failure}")
-    median = latencies[len(latencies) // 2] if latencies else float("nan")
-    print(f"  caption latency p95        {p95:.1f} s  (median {median:.1f} s)")
-    print(f"  server memory              start {start_mb:.0f} MB, peak {peak_mb:.0f} MB (goal < "
-          f"{GOALS['peak_gb'] * 1024:.0f} MB), after {args.settle:.0f} s settle {end_mb:.0f} MB "
-          f"({drift:+.1%}, goal within {GOALS['settle']:.0%})")
-    print(f"  sampled RSS max            {max(samples, default=0):.0f} MB")
+    print_traffic(traffic, args.clients, memory, args.settle)
 
 
 if __name__ == "__main__":
