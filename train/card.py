@@ -230,8 +230,9 @@ def _card(config: TrainConfig, metrics: dict, summaries: dict, runs: dict) -> st
                  "them.")
     photos = metrics.get("photos_object_named")
     if photos:
-        top1 = photos.get("encoder_top1_baseline")
+        top1, top3 = photos.get("encoder_top1_baseline"), photos.get("encoder_top3_baseline")
         baseline = f" (the encoder's own top-1 label: {top1:.0%})" if top1 is not None else ""
+        baseline = baseline[:-1] + f", its top-3: {top3:.0%})" if top3 is not None and baseline else baseline
         limits.append(f"- Everyday photos: the caption names the main object in {photos['score']:.0%} of "
                       f"{photos['count']} held-out photos{baseline}; every photo's caption is listed below.")
     stage_lines = []

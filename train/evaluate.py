@@ -65,15 +65,17 @@ def names_object(text: str, keywords: list[str]) -> bool:
                for k in keywords)
 
 
-def head_top1_names(encoder, samples: list[Sample]) -> float | None:
-    """The baseline a photo score must beat: how often the encoder's own top-1 ImageNet label names the object."""
+def head_names(encoder, samples: list[Sample], k: int = 1) -> float | None:
+    """The baseline a photo score is set beside: how often one of the encoder's own top-k ImageNet labels names the
+    object."""
     head = encoder.class_head
     if head is None or not samples:
         return None
     with torch.inference_mode():
         pooled = encoder([s.load_image() for s in samples]).pooled
-        best = head.logits(pooled).argmax(dim=-1).tolist()
-    return sum(names_object(head.names[i], s.meta["keywords"]) for i, s in zip(best, samples)) / len(samples)
+        best = head.logits(pooled).topk(k, dim=-1).indices.tolist()
+    return sum(any(names_object(head.names[i], s.meta["keywords"]) for i in top)
+               for top, s in zip(best, samples)) / len(samples)
 
 
 def classification_correct(prediction: str, sample: Sample) -> tuple[bool, bool]:
@@ -230,9 +232,11 @@ def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool 
                          settings.prompt)
     metrics = compute_metrics(samples, answers)
     if "photos_object_named" in metrics:
-        baseline = head_top1_names(vlm.encoder, [s for s in samples if s.task == "name"])
-        if baseline is not None:  # an encoder without an ImageNet head has no label to compare with
-            metrics["photos_object_named"]["encoder_top1_baseline"] = baseline
+        photos = [s for s in samples if s.task == "name"]
+        for k in (1, 3):  # an encoder without an ImageNet head has no label to compare with
+            baseline = head_names(vlm.encoder, photos, k)
+            if baseline is not None:
+                metrics["photos_object_named"][f"encoder_top{k}_baseline"] = baseline
     name = results_name(config)
     if settings.image_tokens != "real" or settings.prompt:
         metrics["ablation"] = {"image_tokens": settings.image_tokens, "prompt": settings.prompt or None}

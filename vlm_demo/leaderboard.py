@@ -36,6 +36,7 @@ CARD_METRICS = [
     ("caption", "cider", "shapes caption CIDEr-D"),
     ("photos_object_named", "score", "everyday photos: the caption names the main object"),
     ("photos_object_named", "encoder_top1_baseline", "everyday photos: the encoder's top-1 ImageNet label names it"),
+    ("photos_object_named", "encoder_top3_baseline", "everyday photos: one of the encoder's top-3 labels names it"),
 ]
 LABELS = {(group, key): label for group, key, label in CARD_METRICS}
 # The leaderboard's held-out columns: column title -> card metric name. The first one a card carries is its main score.
