@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from vlm_demo import analysis, cli
+from vlm_demo import analysis, cli_options
 from vlm_demo.analysis import figures
 from vlm_demo.cli import main
 
@@ -51,7 +51,7 @@ def photo(tmp_path_factory) -> str:
 
 @pytest.fixture
 def use_fixture_model(monkeypatch, vlm) -> None:
-    monkeypatch.setattr(cli, "load_vlm", lambda combo, checkpoint=None: vlm)
+    monkeypatch.setattr(cli_options, "load_vlm", lambda combo, checkpoint=None: vlm)
 
 
 # ---------------------------------------------------------------- nearest vocabulary tokens
@@ -197,7 +197,8 @@ def test_checkpoints_share_one_frame(vlm, photo, tmp_path, monkeypatch, capsys):
     assert list(groups) == ["cat @ epoch1", "cat @ epoch4"]
     view = figures.pca_view(vlm, groups, vocab_sample=300, status="adapter checkpoints: epoch1, epoch4")
     assert [group.name for group in view.groups] == list(groups)
-    monkeypatch.setattr(cli, "load_vlm", lambda combo, checkpoint: vlm if checkpoint.endswith("epoch1") else None)
+    monkeypatch.setattr(cli_options, "load_vlm",
+                        lambda combo, checkpoint: vlm if checkpoint.endswith("epoch1") else None)
     argv = ["pca", photo, "--checkpoint", str(tmp_path / "epoch1"), "--checkpoint", str(tmp_path / "epoch4")]
     assert main([*argv, "--out", str(tmp_path / "epochs.png"), "--vocab-sample", "300"]) == 0
     assert "adapter checkpoints: epoch1, epoch4" in capsys.readouterr().out
@@ -249,7 +250,7 @@ def test_user_errors_exit_2_with_one_line(argv, photo, tmp_path, monkeypatch, ca
     bad = tmp_path / "not-an-image.jpg"
     bad.write_text("hello")
     if "--combo" not in argv:
-        monkeypatch.setattr(cli, "load_vlm", lambda *_: pytest.fail("model loaded for a user error"))
+        monkeypatch.setattr(cli_options, "load_vlm", lambda *_: pytest.fail("model loaded for a user error"))
     assert main([arg.format(bad=bad, photo=photo) for arg in argv]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ")

@@ -178,13 +178,13 @@ def test_analysis_verbs_escape_the_names_they_print(tmp_path, monkeypatch, capsy
 
     from PIL import Image
 
-    from vlm_demo import cli
+    from vlm_demo import cli, cli_options
     from vlm_demo.analysis import cli as analysis_cli
     from vlm_demo.analysis import figures
 
     photo, out = tmp_path / "cat\x1b[31m\u202e.png", tmp_path / "fig\n\x9b1m.png"
     Image.new("RGB", (32, 32)).save(photo, format="PNG")
-    monkeypatch.setattr(cli, "load_vlm", lambda *_: _FakeVLM())
+    monkeypatch.setattr(cli_options, "load_vlm", lambda *_: _FakeVLM())
     monkeypatch.setattr(analysis_cli, "neighbors_record", lambda vlm, image, name, *_: ({"image": name}, None))
     monkeypatch.setattr(figures, "pca_view", lambda *_, **__: SimpleNamespace(title="PCA", status="fake"))
     monkeypatch.setattr(figures, "save_figure", lambda view, path: path)

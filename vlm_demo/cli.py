@@ -9,11 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from vlm_demo.cli_options import UsageError, generation_options, load_vlm, settings_from_args
 from vlm_demo.images import SUFFIXES, printable_name
-
-
-class UsageError(Exception):
-    """A problem with what the user asked for: printed as one line, exit status 2."""
 
 
 def expand_images(paths: list[str]) -> list[Path]:
@@ -55,37 +52,6 @@ def cmd_list(_: argparse.Namespace) -> int:
                             combo.availability(), f"{combo.encoder} -> {combo.adapter} -> {combo.llm}: "
                             f"{combo.description}") for name, combo in COMBOS.items() if name != DEFAULT_COMBO])
     return 0
-
-
-def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """--max-new-tokens, --temperature, --top-p and --seed, with GenerationSettings' defaults."""
-    from vlm_demo.llms import GenerationSettings
-
-    defaults = GenerationSettings()
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-
-
-def settings_from_args(args: argparse.Namespace):
-    """The generation settings given on the command line, checked (a bad value is a one-line error)."""
-    from vlm_demo.llms import GenerationSettings
-
-    return GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              top_p=args.top_p, seed=args.seed).check()
-
-
-def load_vlm(combo: str, checkpoint: str | None = None, precision: str = "auto"):
-    """The combination (or the checkpoint with the encoder and LLM it names), its LLM in `precision`; says so when the
-    adapter is random."""
-    from vlm_demo.pipeline import VisionLanguageModel
-
-    vlm = (VisionLanguageModel.from_checkpoint(checkpoint, precision=precision) if checkpoint
-           else VisionLanguageModel.from_combo(combo, precision=precision))
-    if not vlm.trained:
-        print(f"note: combination '{printable_name(vlm.name)}' uses an {vlm.status}", file=sys.stderr)
-    return vlm
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
@@ -160,17 +126,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
         history.append((message, "".join(pieces).strip()))
 
 
-def _generation_options(parser: argparse.ArgumentParser) -> None:
-    from vlm_demo.combos import DEFAULT_COMBO
-    from vlm_demo.llms.quantize import LLM_PRECISIONS
-
-    parser.add_argument("--combo", default=DEFAULT_COMBO, help="combination name (see `list`)")
-    parser.add_argument("--checkpoint", help="an adapter folder or hub id; its config names the encoder and LLM")
-    parser.add_argument("--precision", choices=LLM_PRECISIONS, default="auto",
-                        help="the LLM's weights: auto (the app's default on this device), fp32, bf16 or int8")
-    add_settings_options(parser)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from vlm_demo.pipeline import DEFAULT_PROMPT
 
@@ -183,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--batch-size", type=int, default=8)
     caption.add_argument("--json", action="store_true", help="one JSON object per line and image")
     caption.add_argument("--quiet", action="store_true", help="no progress bar")
-    _generation_options(caption)
+    generation_options(caption)
     chat = verbs.add_parser("chat", help="a terminal conversation about one image")
     chat.add_argument("image")
-    _generation_options(chat)
+    generation_options(chat)
     from vlm_demo.analysis import cli as analysis_cli
 
     analysis_cli.register(verbs)

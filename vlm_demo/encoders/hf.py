@@ -111,12 +111,6 @@ def encoder_from_config(family: str, config: PreTrainedConfig, name: str | None 
     return HFVisionEncoder(family, model_class(family)(config), name or f"{family}-random")
 
 
-def _registry_name(hub_id: str) -> str:
-    from vlm_demo.encoders import ENCODERS
-
-    return next((name for name, spec in ENCODERS.items() if spec.hub_id == hub_id), hub_id)
-
-
 def _checkpoint_file(hub_id: str, filename: str) -> str | None:
     """A file of a hub repo (downloaded unless cached) or of a local checkpoint folder; None if the repo lacks it."""
     if Path(hub_id).is_dir():
@@ -155,9 +149,10 @@ def _load_qwen_visual(hub_id: str) -> nn.Module:
 
 
 def load_hub_encoder(family: str, hub_id: str, name: str | None = None) -> VisionEncoder:
-    """Pretrained encoder of `family` from a Hugging Face hub id (downloads unless cached) or a local folder."""
+    """Pretrained encoder of `family` from a Hugging Face hub id (downloads unless cached) or a local folder, named
+    `name` (the registry's name for it) or else by the id."""
     if family == "qwen2_5_vl":
         model = _load_qwen_visual(hub_id)
     else:
         model = model_class(family).from_pretrained(hub_id, dtype=torch.float32)
-    return HFVisionEncoder(family, model, name or _registry_name(hub_id))
+    return HFVisionEncoder(family, model, name or hub_id)
