@@ -46,7 +46,7 @@ def warm_up(adapters: list[str] | None = None) -> None:
     """Load the default combination (and any hub adapters asked for) in the background, so the first answer does not
     wait for it."""
     from vlm_demo.combos import COMBOS, DEFAULT_COMBO
-    from vlm_demo.ui.models_cache import get_cache
+    from vlm_demo.models_cache import get_cache
 
     try:
         get_cache().vlm(COMBOS[DEFAULT_COMBO])

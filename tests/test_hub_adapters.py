@@ -74,10 +74,10 @@ def test_a_pushed_adapter_loaded_by_id_is_offered_in_chat_and_compare(tmp_path, 
                      'caption.lora_targets=["q_proj","v_proj"]', 'name="tiny"')
     _run_stage("caption", run, tmp_path / "cache")
     evaluate(load_config(None, run), progress=False)
-    from vlm_demo import combos
+    from vlm_demo import combos, models_cache
     from vlm_demo.llms import LLMS, LLMSpec
     from vlm_demo.llms.loading import load_causal_lm
-    from vlm_demo.ui import cards, chat, compare, models_cache
+    from vlm_demo.ui import cards, chat, compare
     from vlm_demo.ui.pickers import adapter_choices
 
     hub = FakeHub(tmp_path / "hub")

@@ -8,9 +8,9 @@ import time
 import pytest
 from torch import nn
 
+from vlm_demo import models_cache
 from vlm_demo.combos import COMBOS
-from vlm_demo.ui import models_cache
-from vlm_demo.ui.models_cache import LoadError, ModelCache
+from vlm_demo.models_cache import LoadError, ModelCache
 
 
 class FakeVLM:

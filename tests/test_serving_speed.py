@@ -225,8 +225,9 @@ def test_a_visitors_choice_of_llm_weights_reaches_their_chat_and_loads_a_separat
     from gradio.context import LocalContext
     from torch import nn
 
+    from vlm_demo import models_cache
     from vlm_demo.combos import COMBOS
-    from vlm_demo.ui import common, models_cache
+    from vlm_demo.ui import common
 
     monkeypatch.delenv("VLM_DEMO_LLM_PRECISION", raising=False)
     loaded = []

@@ -134,8 +134,9 @@ def test_loading_by_hub_id_offline_is_refused_with_the_reason(tmp_path):
 def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypatch):
     from torch import nn
 
+    from vlm_demo import models_cache
     from vlm_demo.adapters import build_adapter
-    from vlm_demo.ui import cards, models_cache
+    from vlm_demo.ui import cards
 
     build_adapter("linear", encoder="efficientnet-lite0", token_dim=1280, num_encoder_tokens=49,
                   llm="smollm2-135m-instruct", llm_hidden=576, num_tokens=1).save_pretrained(hub.root / REPO)

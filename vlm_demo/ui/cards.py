@@ -205,7 +205,7 @@ def hub_combo(card: Card) -> Combo:
 def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
     """Fetch a hub adapter's card and load it (with its encoder, LLM and LoRA) into the shared model cache; while
     it stays there the Chat and Compare pickers offer it."""
-    from vlm_demo.ui.models_cache import LoadError, get_cache
+    from vlm_demo.models_cache import LoadError, get_cache
 
     try:
         card = hub_card(repo_id)
@@ -226,7 +226,7 @@ def load_from_hub(repo_id: str) -> tuple[str, str, Any, str]:
 
 def pick_loaded(repo_id: str) -> tuple[Any, Any, Any, Any]:
     """After a hub load: the sidebar's encoder, adapter, LLM and status set to the loaded adapter's, if it loaded."""
-    from vlm_demo.ui.models_cache import get_cache
+    from vlm_demo.models_cache import get_cache
     from vlm_demo.ui.pickers import adapter_choices
     from vlm_demo.ui.status import status_html
 

@@ -26,10 +26,10 @@ from vlm_demo.hub import HubError, check_hub_id, hub_reachable
 from vlm_demo.images import ImageError, open_image
 from vlm_demo.llms import LLMS, GenerationSettings
 from vlm_demo.llms.generation import GenerationCancelled
+from vlm_demo.models_cache import LoadError, get_cache
 from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.sources import hub_cached
 from vlm_demo.ui.gate.inputs import upload_folder, uploaded_file
-from vlm_demo.ui.models_cache import LoadError, get_cache
 
 log = logging.getLogger(__name__)
 DEFAULT = COMBOS[DEFAULT_COMBO]

@@ -26,7 +26,7 @@ def _where(availability: str) -> str:
 def adapter_choices(encoder: str, llm: str) -> list[tuple[str, str]]:
     """(label, value) pairs: each family, labelled with whether a trained checkpoint ships for this encoder and LLM,
     then the adapters loaded by hub id for them while they stay in the model cache (value `hub:owner/name`)."""
-    from vlm_demo.ui.models_cache import get_cache
+    from vlm_demo.models_cache import get_cache
 
     choices = []
     for kind in adapter_families(encoder):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 
 from vlm_demo.combos import Combo
+from vlm_demo.models_cache import get_cache
 from vlm_demo.pipeline import VisionLanguageModel
-from vlm_demo.ui.models_cache import get_cache
 
 
 def human_count(count: int) -> str:
