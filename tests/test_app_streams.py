@@ -8,7 +8,8 @@ import httpx
 import pytest
 import torch
 from app_helpers import free_port
-from test_llm import _prompt, _slow_llm, _wait_until
+from test_llm import _prompt
+from test_llm_concurrency import _slow_llm, _wait_until
 
 from vlm_demo.llms import GenerationSettings
 from vlm_demo.ui.gate.traffic import request_gone
