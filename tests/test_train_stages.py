@@ -1,5 +1,5 @@
-"""Training stages on tiny configs: EMD/distillation losses, align, caption (frozen, LoRA, QLoRA), eval,
-bad configs, and a SIGKILLed run that resumes to the same weights as an uninterrupted one."""
+"""Training stages on tiny configs: distillation, align, caption (frozen, LoRA, QLoRA), eval, bad configs, and a
+SIGKILLed run that resumes to the same weights as an uninterrupted one (the EMD losses: test_train_losses.py)."""
 
 from __future__ import annotations
 
