@@ -80,7 +80,7 @@ def test_server_files_are_refused_with_one_message_whatever_is_at_the_path(clien
     assert messages == {inputs.NOT_AN_UPLOAD}
     bare = value["path"]  # a path without the payload around it says nothing about the path either
     for api_name in ("/caption", "/describe"):
-        assert refusal(client, api_name, bare, **FAST) in (inputs.NOT_AN_UPLOAD, "Send the image as an uploaded file.")
+        assert refusal(client, api_name, bare, **FAST) in (inputs.NOT_AN_UPLOAD, inputs.NOT_A_FILE)
 
 
 def test_no_link_to_a_server_file_comes_back_in_a_transcript(client, http, tmp_path):

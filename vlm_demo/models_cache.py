@@ -87,7 +87,8 @@ class ModelCache:
         device = default_device()
         chosen = resolve_llm_precision(precision, device)
         suffix = "" if chosen == resolve_llm_precision("auto", device) else f"@{chosen}"
-        key = (combo_key(combo)[0], combo_key(combo)[1] + suffix)
+        kind, name = combo_key(combo)
+        key = (kind, name + suffix)
         cached = self._get(key)
         if cached is not None:
             return cached

@@ -13,6 +13,7 @@ from vlm_demo.images import MAX_FILE_BYTES
 from vlm_demo.pipeline import MAX_IMAGES, MAX_TURNS
 
 NOT_AN_UPLOAD = "Only images uploaded to this app are accepted: upload the image file itself."
+NOT_A_FILE = "Send the image as an uploaded file."
 MAX_JSON_BODY = MAX_FILE_BYTES * 4 // 3 + 2**20  # an image sent inline as a data URL, base64
 
 
@@ -26,7 +27,7 @@ def uploaded_file(value: Any) -> str:
     whatever is at the path (no file oracle)."""
     path = getattr(value, "path", value.get("path") if isinstance(value, dict) else value)
     if not isinstance(path, str) or not path:
-        raise gr.Error("Send the image as an uploaded file.", title="Bad image")
+        raise gr.Error(NOT_A_FILE, title="Bad image")
     try:
         resolved = Path(path).resolve(strict=True)
         regular = resolved.is_file()
@@ -108,7 +109,7 @@ def check_shapes(app: gr.Blocks) -> None:
         validate(block_fn, inputs)
         for block, value in zip(block_fn.inputs, inputs):
             if isinstance(block, gr.Image) and value is not None and not isinstance(value, dict):
-                raise gr.Error("Send the image as an uploaded file.", title="Bad image")
+                raise gr.Error(NOT_A_FILE, title="Bad image")
             if isinstance(block, gr.Chatbot) and value is not None:
                 check_history(value)
             if isinstance(block, gr.MultimodalTextbox) and value is not None and not (
