@@ -1,6 +1,7 @@
 """The leaderboard of shipped adapters (vlm_demo/leaderboard.py): read from config, weight headers, eval.json and
-training.json (never the card's text), README.md's table kept by `python -m train leaderboard`, and the Models and
-Compare tabs showing it. Nothing is trained or loaded."""
+training.json through vlm_demo.cards (never the card's text), the same figures as the shipped cards' metadata,
+README.md's table kept by `python -m train leaderboard`, and the Models and Compare tabs showing it. Nothing is trained
+or loaded."""
 
 from __future__ import annotations
 
@@ -114,45 +115,17 @@ def test_rows_name_the_combination_that_runs_the_checkpoint_and_mark_the_default
     assert lb.combination_of("someone--mlp--elses") == "someone--mlp--elses"
 
 
-def test_shipping_writes_the_training_record_and_metrics_into_the_cards_front_matter_for_the_hub():
-    import yaml
-
-    from train.card import _card
-    from train.config import load_config
+def test_the_leaderboard_shows_the_figures_the_shipped_card_carries_for_the_hub():
+    from vlm_demo.cards import card_figures, read_card
 
     source = ADAPTERS_DIR / SWISH_MLP
-    record = json.loads((source / "training.json").read_text())
-    metrics = json.loads((source / "eval.json").read_text())
-    readme = _card(load_config(ROOT / "train" / "configs" / "mlp.toml"), metrics, record["stages"], record["runs"])
-    meta = yaml.safe_load(readme.split("---\n")[1])
-    assert meta["training"][2] == {"stage": "caption", "run": "mlp-lora", "steps": 600, "batch": 8, "lr": 0.0005,
-                                   "llm_mode": "lora", "minutes": 40.0, "device": "cpu",
-                                   "trainable_parameters": 4_319_552}
-    shown = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    card = read_card(source)
+    assert card.data.get("training")[2] == {"stage": "caption", "run": "mlp-lora", "steps": 600, "batch": 8,
+                                            "lr": 0.0005, "llm_mode": "lora", "minutes": 40.0, "device": "cpu",
+                                            "trainable_parameters": 4_319_552}
     entry = lb.read_entry(source)
-    assert shown == pytest.approx(entry.metrics, abs=1e-4) and entry.score("shapes VQA") == 0.485
-
-
-def test_a_card_names_the_vqa_majority_baseline_and_says_when_the_adapter_does_not_beat_it():
-    from train.card import _card
-    from train.config import load_config
-
-    source = ADAPTERS_DIR / "efficientnet-lite0--tinylm--smollm2-135m-instruct"
-    record = json.loads((source / "training.json").read_text())
-    metrics = json.loads((source / "eval.json").read_text())
-    config = load_config(ROOT / "train" / "configs" / "family.toml", ["model.combo=\"tinylm\""])
-    readme = _card(config, metrics, record["stages"], record["runs"])
-    assert "| shapes VQA: always answering the commonest answer per question type | 0.295 |" in readme
-    assert "- shapes VQA: 27% is no better than always answering the commonest answer" in readme
-    metrics["vqa_exact_match"]["overall"] = 0.6
-    del metrics["photos_object_named"]["encoder_top1_baseline"]  # an encoder without an ImageNet head
-    readme = _card(config, metrics, record["stages"], record["runs"])
-    assert "- shapes VQA:" not in readme and "top-1 ImageNet label" not in readme
-    assert "the main object in 7% of 15 held-out photos; every photo" in readme
-    assert "captioned by the encoder's own ImageNet classifier" in readme
-    dinov2 = load_config(ROOT / "train" / "configs" / "family.toml", ["model.combo=\"dinov2-mlp\""])
-    assert "no ImageNet classifier, so the drawings are captioned by efficientnet-lite0's" in _card(
-        dinov2, metrics, record["stages"], record["runs"])
+    assert card_figures(card).metrics == pytest.approx(entry.metrics, abs=1e-4) and entry.score("shapes VQA") == 0.485
+    assert card_figures(card).stages == entry.stages
 
 
 def test_readme_leaderboard_is_up_to_date_with_the_shipped_adapters():

@@ -15,7 +15,6 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from PIL import Image
 
 from tests.test_train_stages import _overrides, _run_stage
-from train.card import card_metadata
 from train.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,16 +95,6 @@ def test_push_refuses_a_run_without_metrics_or_a_bad_repo_id(tiny_llm_dir, tmp_p
     assert main(["push", "--repo-id", "../escape", *overrides]) == 2
     assert "--repo-id must look like owner/name" in capsys.readouterr().err
     assert not (hub.root / REPO).exists()
-
-
-def test_card_metadata_names_base_models_and_data_by_hub_id():
-    config = load_config(None, ['model.encoder="clip-vit-b16"', 'model.llm="smollm2-360m-instruct"',
-                                'data.train=[{name="hub:jxie/flickr8k"}]', 'data.eval=[{name="hub:jxie/flickr8k"}]'])
-    data = card_metadata(config, {"caption": {"bleu4": 21.5, "cider": 0.61}})
-    assert data.base_model == ["HuggingFaceTB/SmolLM2-360M-Instruct", "openai/clip-vit-base-patch16"]
-    assert data.datasets == ["jxie/flickr8k"]
-    assert [(r.metric_type, r.metric_value, r.dataset_type) for r in data.eval_results] == [
-        ("bleu4", 21.5, "jxie/flickr8k"), ("cider", 0.61, "jxie/flickr8k")]
 
 
 def test_an_adapter_pushed_to_the_hub_loads_by_id_with_its_lora(hub, evaluated_run):

@@ -14,19 +14,11 @@ from typing import Any
 import gradio as gr
 
 from vlm_demo.adapters import CheckpointError
+from vlm_demo.cards import card_text
 from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo, hub_combo_for, loaded_hub_combos
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id
-from vlm_demo.leaderboard import (
-    HEADERS,
-    NOTE,
-    NUMERIC,
-    leaderboard,
-    read_checkpoint_texts,
-    rows,
-    safetensors_parameters,
-    without_front_matter,
-)
+from vlm_demo.leaderboard import HEADERS, NOTE, NUMERIC, leaderboard, read_config, rows, safetensors_parameters
 from vlm_demo.llms import LLMS
 from vlm_demo.ui.status import human_count
 
@@ -54,14 +46,13 @@ class Card:
 
 
 def read_card(folder: Path) -> Card | None:
-    """A checkpoint folder's card, or None if it is not one."""
-    texts = read_checkpoint_texts(folder)
-    if texts is None:
+    """A checkpoint folder's card (its text without the metadata), or None if it is not one."""
+    config = read_config(folder)
+    if config is None:
         return None
-    config, readme = texts
     pictures = sorted(folder.glob("*.png"))
     curve = next((p for p in pictures if "loss" in p.name.lower()), pictures[0] if pictures else None)
-    return Card(folder.name, folder, config, without_front_matter(readme), curve,
+    return Card(folder.name, folder, config, card_text(folder), curve,
                 safetensors_parameters(folder / "model.safetensors"))
 
 
