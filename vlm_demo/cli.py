@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from vlm_demo.cli_options import UsageError, generation_options, load_vlm, settings_from_args
+from vlm_demo.environment import set_defaults
 from vlm_demo.images import SUFFIXES, printable_name
 
 
@@ -155,8 +155,7 @@ COMMANDS = {"list": cmd_list, "caption": cmd_caption, "chat": cmd_chat}
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    set_defaults()
     args = build_parser().parse_args(argv)
     from vlm_demo.adapters import CheckpointError
     from vlm_demo.images import ImageError

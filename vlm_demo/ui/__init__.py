@@ -8,9 +8,9 @@ import shutil
 import signal
 import tempfile
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from vlm_demo.environment import set_defaults
+
+set_defaults()  # before gradio is imported, below
 
 
 def _private_temp_dir() -> None:

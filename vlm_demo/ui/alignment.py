@@ -11,8 +11,8 @@ import torch
 from vlm_demo import analysis
 from vlm_demo.analysis import figures, token_map
 from vlm_demo.pipeline import DEFAULT_PROMPT
-from vlm_demo.ui.common import gpu, load_image, load_vlm, resolve_combo, settings_from, user_errors
-from vlm_demo.ui.sidebar import Controls
+from vlm_demo.ui.common import gpu, load_image, user_errors
+from vlm_demo.ui.sidebar import Controls, SidebarValues, sidebar_handler
 
 TOP_K = 10
 FITS = {"the vocabulary": "vocab", "vocabulary + image tokens": "vocab+image"}
@@ -62,14 +62,13 @@ def tables(table: analysis.NeighborTable) -> tuple[list[list[Any]], list[list[An
 
 @user_errors
 @gpu
-def analyse(image: Any, fit: str, encoder: str, adapter: str, llm: str, max_new_tokens: int, temperature: float,
-            top_p: float, seed: int, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
+@sidebar_handler()
+def analyse(image: Any, fit: str, sidebar: SidebarValues,
+            progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
     """Tokens, nearest vocabulary, baseline and PCA first; then the nearest-token ablation captions."""
     picture = load_image(image)
-    combo = resolve_combo(encoder, adapter, llm)
-    options = settings_from(max_new_tokens, temperature, top_p, seed)
     fit_on = FITS.get(fit, "vocab")
-    vlm = load_vlm(combo, progress)
+    _, options, vlm = sidebar.pick(progress)
     progress(0.2, desc="Comparing image tokens with the vocabulary\u2026")
     tokens = vlm.image_tokens([picture])[0]
     vocab = analysis.vocabulary(vlm.llm)
@@ -128,7 +127,7 @@ def build(controls: Controls) -> None:
     per_token = gr.Dataframe(headers=PER_TOKEN_HEADERS, label="Nearest tokens of each image token",
                              interactive=False, elem_id="vd-token-table", max_height=460,
                              column_widths=["12%", "10%", "18%", "12%", "48%"])
-    run.click(analyse, [controls.image, fit, *controls.combination, *controls.settings],
+    run.click(analyse, [controls.image, fit, *controls.values],
               [plot, stats, aggregate, per_token, caption, ablated, grid_map, grid_note], api_name="alignment",
               concurrency_id="generate", concurrency_limit=2)
 

@@ -10,24 +10,18 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from vlm_demo.llms import GenerationSettings
 from vlm_demo.pipeline import DEFAULT_PROMPT, IMAGE_TOKEN_BUDGET, MAX_IMAGES
 from vlm_demo.ui.common import (
-    DEFAULT,
-    DEFAULT_SETTINGS,
     check_prompt,
     gpu,
     load_image,
-    load_vlm,
     message_files,
     message_text,
-    resolve_combo,
-    settings_from,
     stored_upload,
     user_errors,
 )
 from vlm_demo.ui.gate.traffic import request_gone, stop_generations
-from vlm_demo.ui.sidebar import EXAMPLES, Controls
+from vlm_demo.ui.sidebar import DEFAULT_VALUES, EXAMPLES, Controls, SidebarValues, sidebar_handler
 from vlm_demo.ui.status import plural, status_html
 
 Messages = list[dict[str, Any]]
@@ -79,8 +73,8 @@ def _too_many(allowed: int, tokens: int) -> gr.Error:
                     "a new one.", title="Too many images")
 
 
-def _answer(before: Messages, question: str, new_images: list[str], encoder: str, adapter: str, llm: str,
-            settings: GenerationSettings, progress: Any) -> Iterator[tuple[Messages, str]]:
+def _answer(before: Messages, question: str, new_images: list[str], sidebar: SidebarValues,
+            progress: Any) -> Iterator[tuple[Messages, str]]:
     """Stream the transcript `before` + the user turn (its new images and `question`) + the growing answer."""
     question = (question or "").strip() or DEFAULT_PROMPT
     turns, images, counts = split_history(before)
@@ -88,10 +82,9 @@ def _answer(before: Messages, question: str, new_images: list[str], encoder: str
     images, counts = images + new_images, counts + [len(new_images)]
     if not images:
         raise gr.Error("Upload an image or pick an example first.", title="No image")
-    combo = resolve_combo(encoder, adapter, llm)
     from vlm_demo.ui.common import session_precision  # the visitor's LLM weights (sidebar switch)
 
-    vlm = load_vlm(combo, progress, session_precision())
+    combo, settings, vlm = sidebar.pick(progress, session_precision())
     if len(images) > vlm.max_images:
         raise _too_many(vlm.max_images, vlm.adapter.num_output_tokens)
     check_prompt(question, turns, vlm, counts)
@@ -117,8 +110,8 @@ def _first_image(image: Any, history: Messages | None) -> list[str]:
 
 @user_errors
 @gpu
-def respond(image: Any, message: dict | str | None, history: Messages, encoder: str, adapter: str, llm: str,
-            max_new_tokens: int, temperature: float, top_p: float, seed: int,
+@sidebar_handler()
+def respond(image: Any, message: dict | str | None, history: Messages, sidebar: SidebarValues,
             progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, Any, str]]:  # noqa: B008
     """Stream the answer to a message (text and any attached images) about the images of the conversation."""
     text = message_text(message.get("text") if isinstance(message, dict) else message)
@@ -129,23 +122,20 @@ def respond(image: Any, message: dict | str | None, history: Messages, encoder: 
     for path in files:
         load_image(path)  # a bad attachment is refused before it enters the transcript
     new = files or _first_image(image, history)
-    settings = settings_from(max_new_tokens, temperature, top_p, seed)
     shown: Messages = []
     status = ""
-    for index, (shown, status) in enumerate(_answer(history or [], text, new, encoder, adapter, llm, settings,
-                                                     progress)):
+    for index, (shown, status) in enumerate(_answer(history or [], text, new, sidebar, progress)):
         yield shown, None if index == 0 else gr.skip(), status  # the message box is emptied once
     yield shown, None, status
 
 
 @user_errors
 @gpu
-def describe(image: Any, history: Messages, encoder: str, adapter: str, llm: str, max_new_tokens: int,
-             temperature: float, top_p: float, seed: int,
+@sidebar_handler()
+def describe(image: Any, history: Messages, sidebar: SidebarValues,
              progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str]]:  # noqa: B008
     """Ask for a description of the image (a caption) in the conversation."""
-    yield from _answer(history or [], DEFAULT_PROMPT, _first_image(image, history), encoder, adapter, llm,
-                       settings_from(max_new_tokens, temperature, top_p, seed), progress)
+    yield from _answer(history or [], DEFAULT_PROMPT, _first_image(image, history), sidebar, progress)
 
 
 def _last_user(history: Messages) -> int:
@@ -157,14 +147,13 @@ def _last_user(history: Messages) -> int:
 
 @user_errors
 @gpu
-def regenerate(history: Messages, encoder: str, adapter: str, llm: str, max_new_tokens: int, temperature: float,
-               top_p: float, seed: int,
+@sidebar_handler()
+def regenerate(history: Messages, sidebar: SidebarValues,
                progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str]]:  # noqa: B008
     """Answer the last user message again (change the seed or temperature for a different answer)."""
     history = list(history or [])
     _, turn = _turn_again(history, _last_user(history))
-    yield from _answer(history[:turn["start"]], turn["text"], turn["files"], encoder, adapter, llm,
-                       settings_from(max_new_tokens, temperature, top_p, seed), progress)
+    yield from _answer(history[:turn["start"]], turn["text"], turn["files"], sidebar, progress)
 
 
 def _turn_again(history: Messages, index: int, text: str | None = None) -> tuple[Messages, dict]:
@@ -193,13 +182,12 @@ def edit(history: Messages, event: gr.EditData) -> tuple[Any, ...]:
 
 @user_errors
 @gpu
-def answer_again(history: Messages, again: dict, encoder: str, adapter: str, llm: str, max_new_tokens: int,
-                 temperature: float, top_p: float, seed: int,
+@sidebar_handler()
+def answer_again(history: Messages, again: dict, sidebar: SidebarValues,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Messages, str]]:  # noqa: B008
     """Answer the turn `retry` or `edit` picked."""
     before = list(history or [])[:again["start"]]
-    yield from _answer(before, again["text"], again["files"], encoder, adapter, llm,
-                       settings_from(max_new_tokens, temperature, top_p, seed), progress)
+    yield from _answer(before, again["text"], again["files"], sidebar, progress)
 
 
 def undo(history: Messages, event: gr.UndoData) -> tuple[Messages, dict]:
@@ -215,22 +203,21 @@ def _index(event: gr.EventData) -> int:
 
 
 @gpu
-def caption(image: FileData, prompt: str = DEFAULT_PROMPT, encoder: str = DEFAULT.encoder,
-            adapter: str = DEFAULT.adapter, llm: str = DEFAULT.llm,
-            max_new_tokens: int = DEFAULT_SETTINGS.max_new_tokens, temperature: float = DEFAULT_SETTINGS.temperature,
-            top_p: float = DEFAULT_SETTINGS.top_p, seed: int = DEFAULT_SETTINGS.seed) -> dict:
+@sidebar_handler()
+def caption(image: FileData, prompt: str = DEFAULT_PROMPT, sidebar: SidebarValues = DEFAULT_VALUES) -> dict:
     """Caption one image: returns caption, combination, adapter_trained and seconds."""
-    batch = caption_batch([image], prompt, encoder, adapter, llm, max_new_tokens, temperature, top_p, seed)
-    return batch["captions"][0]
+    return _captions([image], prompt, sidebar)["captions"][0]
 
 
 @gpu
-def caption_batch(images: list[FileData], prompt: str = DEFAULT_PROMPT, encoder: str = DEFAULT.encoder,
-                  adapter: str = DEFAULT.adapter, llm: str = DEFAULT.llm,
-                  max_new_tokens: int = DEFAULT_SETTINGS.max_new_tokens,
-                  temperature: float = DEFAULT_SETTINGS.temperature, top_p: float = DEFAULT_SETTINGS.top_p,
-                  seed: int = DEFAULT_SETTINGS.seed) -> dict:
+@sidebar_handler()
+def caption_batch(images: list[FileData], prompt: str = DEFAULT_PROMPT,
+                  sidebar: SidebarValues = DEFAULT_VALUES) -> dict:
     """Caption up to eight images in one batch: returns captions (one dict per image, in order) and seconds."""
+    return _captions(images, prompt, sidebar)
+
+
+def _captions(images: list[FileData], prompt: str, sidebar: SidebarValues) -> dict:
     start = time.perf_counter()
     images = list(images or [])
     if not images:
@@ -239,9 +226,7 @@ def caption_batch(images: list[FileData], prompt: str = DEFAULT_PROMPT, encoder:
         raise gr.Error(f"{len(images)} images are more than one call takes ({MAX_BATCH}).", title="Too many images")
     check_prompt((prompt or "").strip())
     pictures = [load_image(image) for image in images]
-    combo = resolve_combo(encoder, adapter, llm)
-    options = settings_from(max_new_tokens, temperature, top_p, seed)
-    vlm = load_vlm(combo)
+    combo, options, vlm = sidebar.pick()
     texts = vlm.caption(pictures, (prompt or "").strip() or DEFAULT_PROMPT, options, cancelled=request_gone())
     seconds = round(time.perf_counter() - start, 3)
     captions = [{"caption": text, "combination": combo.name, "encoder": combo.encoder, "adapter": combo.adapter,
@@ -272,7 +257,7 @@ def build(controls: Controls) -> None:
 
     again = gr.State()
     answering = {**GENERATION, "show_progress_on": [chatbot]}
-    shared = [*controls.combination, *controls.settings]
+    shared = controls.values
     outputs = [chatbot, controls.status]
     quiet = {"api_visibility": "private", "queue": False}
     history_events = {"api_visibility": "private", "concurrency_id": "history", "concurrency_limit": 2}
@@ -307,8 +292,7 @@ EXAMPLE_QUESTIONS = [("chelsea.jpg", "What animal is this?"), ("coffee.jpg", "Wh
 @gpu
 def example_answer(message: dict) -> Messages:
     """An example question about its attached image, answered by the default combination (cached by Gradio)."""
-    steps = _answer([], message.get("text") or "", list(message.get("files") or []), DEFAULT.encoder,
-                    DEFAULT.adapter, DEFAULT.llm, DEFAULT_SETTINGS, None)
+    steps = _answer([], message.get("text") or "", list(message.get("files") or []), DEFAULT_VALUES, None)
     return list(steps)[-1][0]
 
 

@@ -7,6 +7,7 @@ import html
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import gradio as gr
@@ -14,20 +15,10 @@ import gradio as gr
 from vlm_demo.combos import Combo, adapter_families, trained_families
 from vlm_demo.leaderboard import entry_for
 from vlm_demo.pipeline import DEFAULT_PROMPT, MAX_MESSAGE_CHARS
-from vlm_demo.ui.common import (
-    DEFAULT,
-    MAX_NEW_TOKENS,
-    check_prompt,
-    gpu_for,
-    load_image,
-    load_vlm,
-    resolve_combo,
-    settings_from,
-    user_errors,
-)
+from vlm_demo.ui.common import DEFAULT, MAX_NEW_TOKENS, check_prompt, gpu_for, load_image, user_errors
 from vlm_demo.ui.gate.traffic import request_gone
 from vlm_demo.ui.pickers import adapter_choices
-from vlm_demo.ui.sidebar import Controls
+from vlm_demo.ui.sidebar import Controls, SidebarValues, sidebar_handler
 from vlm_demo.ui.status import human_count
 
 MIN_ADAPTERS, MAX_ADAPTERS = 2, 4
@@ -125,8 +116,8 @@ def gpu_seconds(image: Any, prompt: str, adapters: list[str], encoder: str, llm:
 
 @user_errors
 @gpu_for(gpu_seconds)
-def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str, max_new_tokens: int,
-            temperature: float, top_p: float, seed: int,
+@sidebar_handler(without=("adapter",))
+def compare(image: Any, prompt: str, adapters: list[str], sidebar: SidebarValues,
             progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, list[dict[str, Any]]]]:  # noqa: B008
     """Caption the image with each adapter in turn (same seed), streaming each column."""
     adapters = list(dict.fromkeys(adapters or []))
@@ -136,15 +127,15 @@ def compare(image: Any, prompt: str, adapters: list[str], encoder: str, llm: str
     question = (prompt or "").strip() or DEFAULT_PROMPT
     check_prompt(question)
     picture = load_image(image)
-    combos = [resolve_combo(encoder, adapter, llm) for adapter in adapters]
-    options = settings_from(max_new_tokens, temperature, top_p, seed)
+    columns = [replace(sidebar, adapter=adapter) for adapter in adapters]
+    combos = [column.checked()[0] for column in columns]  # any impossible column is refused before loading
     gone = request_gone()
     results: list[dict[str, Any]] = []
-    for index, combo in enumerate(combos):
+    for index, (column, combo) in enumerate(zip(columns, combos)):
         def report(fraction: float, desc: str | None = None, index: int = index, combo=combo) -> None:
             progress((index + fraction) / len(combos), desc=f"{combo.adapter}: {desc}")
 
-        vlm = load_vlm(combo, report)
+        _, options, vlm = column.pick(report)
         result = {"adapter": combo.adapter, "trained": combo.trained, "caption": "", "tokens": 0, "ttft_s": 0.0,
                   "tokens_per_s": 0.0, "seconds": 0.0, "parameters": vlm.adapter.num_parameters(),
                   "image_tokens": vlm.adapter.num_output_tokens, "llm_lora": vlm.lora is not None,

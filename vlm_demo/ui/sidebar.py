@@ -1,15 +1,22 @@
-"""The left column every tab shares: image and examples, encoder/adapter/LLM pickers, status, generation settings."""
+"""The left column every tab shares: image and examples, encoder/adapter/LLM pickers, status, generation settings;
+and what a handler gets from it: `SidebarValues`, which turns the sidebar's values into (combination, settings,
+model), given to each handler by `sidebar_handler`."""
 
 from __future__ import annotations
 
+import functools
 import html
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from vlm_demo.combos import ASSETS, adapter_families
+from vlm_demo.combos import ASSETS, Combo, adapter_families
+from vlm_demo.llms import GenerationSettings
+from vlm_demo.pipeline import VisionLanguageModel
 from vlm_demo.ui.common import (
     CHAT_PRECISIONS,
     DEFAULT,
@@ -20,6 +27,7 @@ from vlm_demo.ui.common import (
     load_vlm,
     remember_precision,
     resolve_combo,
+    settings_from,
     upload_image,
     user_errors,
 )
@@ -54,6 +62,80 @@ class Controls:
     @property
     def settings(self) -> list[gr.components.Component]:
         return [self.max_new_tokens, self.temperature, self.top_p, self.seed]
+
+    @property
+    def values(self) -> list[gr.components.Component]:
+        """The inputs a `sidebar_handler` takes in its `sidebar` parameter's place (SidebarValues' fields, in order)."""
+        return [getattr(self, field.name) for field in fields(SidebarValues)]
+
+
+@dataclass(frozen=True)
+class SidebarValues:
+    """The sidebar's values as a handler receives them, unchecked: the picked parts and the generation settings (in
+    the order of `Controls.values` and of each endpoint's public parameters). Defaults: the default combination."""
+
+    encoder: str = DEFAULT.encoder
+    adapter: str = DEFAULT.adapter
+    llm: str = DEFAULT.llm
+    max_new_tokens: int = DEFAULT_SETTINGS.max_new_tokens
+    temperature: float = DEFAULT_SETTINGS.temperature
+    top_p: float = DEFAULT_SETTINGS.top_p
+    seed: int = DEFAULT_SETTINGS.seed
+
+    def checked(self) -> tuple[Combo, GenerationSettings]:
+        """The combination and the generation settings; an impossible choice or nonsense settings raise gr.Error."""
+        return (resolve_combo(self.encoder, self.adapter, self.llm),
+                settings_from(self.max_new_tokens, self.temperature, self.top_p, self.seed))
+
+    def pick(self, progress: Any = None,
+             precision: str = "auto") -> tuple[Combo, GenerationSettings, VisionLanguageModel]:
+        """(combination, settings, model): the model comes from the shared cache, its LLM's weights in `precision`,
+        loading only once both are checked; `progress` hears how loading goes."""
+        combo, settings = self.checked()
+        return combo, settings, load_vlm(combo, progress, precision)
+
+
+DEFAULT_VALUES = SidebarValues()
+SETTINGS = tuple(field.name for field in fields(SidebarValues))[3:]  # the values after the three parts
+
+
+def sidebar_handler(without: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """A Gradio handler that takes the sidebar's values as one `sidebar: SidebarValues` parameter. Gradio and API
+    clients still see, and pass by position or by name, each value in that parameter's place under its field's name
+    (the endpoint's public parameters), defaulting to the `sidebar` parameter's default's, if it has one. `without`:
+    values the event does not send (the handler gets SidebarValues' defaults for them)."""
+    def decorate(function: Callable) -> Callable:
+        signature = inspect.signature(function)
+        params = list(signature.parameters.values())
+        at = list(signature.parameters).index("sidebar")
+        default = params[at].default
+        sent = [inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=field.type,
+                                  default=getattr(default, field.name, inspect.Parameter.empty))
+                for field in fields(SidebarValues) if field.name not in without]
+        public = signature.replace(parameters=[*params[:at], *sent, *params[at + 1:]])
+
+        def arguments(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+            bound = public.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = dict(bound.arguments)
+            values["sidebar"] = SidebarValues(**{param.name: values.pop(param.name) for param in sent})
+            return values
+
+        if inspect.isgeneratorfunction(function):  # a stream stays one, for Gradio and for `user_errors`
+            @functools.wraps(function)
+            def handler(*args: Any, **kwargs: Any) -> Any:
+                return (yield from function(**arguments(args, kwargs)))
+        else:
+            @functools.wraps(function)
+            def handler(*args: Any, **kwargs: Any) -> Any:
+                return function(**arguments(args, kwargs))
+
+        handler.__signature__ = public  # what Gradio reads: the public parameters, the gr.Progress default
+        hints = {name: hint for name, hint in function.__annotations__.items() if name != "sidebar"}
+        handler.__annotations__ = {**hints, **{param.name: param.annotation for param in sent}}
+        return handler
+
+    return decorate
 
 
 def example_files() -> list[str]:
@@ -132,7 +214,8 @@ def status_only(encoder: str, adapter: str, llm: str) -> str:
 
 @user_errors
 @gpu
-def prepare(encoder: str, adapter: str, llm: str, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
+@sidebar_handler(without=SETTINGS)
+def prepare(sidebar: SidebarValues, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008
     """Load the picked combination now (shared cache), so the first answer does not wait for it."""
-    combo = resolve_combo(encoder, adapter, llm)
-    return status_html(combo, load_vlm(combo, progress))
+    combo, _, vlm = sidebar.pick(progress)
+    return status_html(combo, vlm)
