@@ -22,7 +22,7 @@ REPO = "someone/tiny-adapter"
 
 
 class FakeHub:
-    """HfApi.create_repo / upload_folder and hf_hub_download, served from a local folder."""
+    """HfApi.create_repo / upload_folder, snapshot_download and hf_hub_download, served from a local folder."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.commits = root, []
@@ -52,8 +52,7 @@ def hub(tmp_path, monkeypatch) -> FakeHub:
     fake = FakeHub(tmp_path / "hub")
     monkeypatch.setattr(HfApi, "create_repo", fake.create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", fake.upload_folder)
-    monkeypatch.setattr("vlm_demo.adapters.base.hf_hub_download", fake.download)
-    monkeypatch.setattr("huggingface_hub.hub_mixin.hf_hub_download", fake.download)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake.snapshot)  # a checkpoint's one hub look-up
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # anything real fails at once
     return fake
 
@@ -116,8 +115,8 @@ def test_loading_by_hub_id_offline_is_refused_with_the_reason(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=120)
     message = result.stdout.strip()
-    assert message.startswith("someone/not-cached: not a local folder and not reachable on the hub"), result.stderr
-    assert "cannot find the requested files in the local cache" in message and "\n" not in message
+    assert message.startswith("someone/not-cached: not a local folder and not fetched from the hub"), result.stderr
+    assert "Cannot find an appropriate cached snapshot folder" in message and "\n" not in message
 
 
 def test_models_tab_fetches_a_hub_adapter_card_and_loads_it_by_id(hub, monkeypatch):

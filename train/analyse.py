@@ -18,6 +18,7 @@ from train.config import TrainConfig
 from train.loop import gather_samples
 from train.validation import SNAPSHOTS, snapshot_name
 from vlm_demo import analysis
+from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.images import SUFFIXES, open_image
 
 Z95 = 1.959964
@@ -89,18 +90,18 @@ def initial_adapter(config: TrainConfig, initial: str | None):
     return (load_adapter(folder), str(folder)) if (folder / "config.json").is_file() else (None, None)
 
 
-def analyse(config: TrainConfig, checkpoint: str | None = None, images: str | None = None,
+def analyse(config: TrainConfig, checkpoint: Checkpoint | str | None = None, images: str | None = None,
             initial: str | None = None, baseline_samples: int = 256, limit: int = 0) -> dict:
     """All three analyses of one checkpoint over a folder or the evaluation split; writes analysis.json."""
     from vlm_demo.pipeline import VisionLanguageModel
 
-    checkpoint = checkpoint or str(Path(config.output_dir) / "adapter")
+    checkpoint = Checkpoint.resolve(checkpoint or Path(config.output_dir) / "adapter")
     vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name)
     pairs = images_to_analyse(config, images, limit)
     tokens = [row.float().cpu() for start in range(0, len(pairs), 16)
               for row in vlm.image_tokens([image for _, image in pairs[start:start + 16]])]
     start, start_folder = initial_adapter(config, initial)
-    record = {"checkpoint": checkpoint, "adapter": vlm.adapter.config.kind, "llm": vlm.llm.name,
+    record = {"checkpoint": checkpoint.source, "adapter": vlm.adapter.config.kind, "llm": vlm.llm.name,
               "images": len(pairs), "source": images or "data.eval (test split)",
               "cosines": cosine_summary(tokens, analysis.vocabulary(vlm.llm), baseline_samples),
               "components_for_80_percent": components_summary(tokens),

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from train.config import TrainConfig
 from train.data import Sample
-from vlm_demo.adapters import ENCODER_WEIGHTS, encoder_weights
+from vlm_demo.adapters import ENCODER_WEIGHTS
+from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.encoders import EncoderOutput, VisionEncoder
 
 ENCODER_MODES = ("frozen", "joint", "sequential")
@@ -36,12 +37,11 @@ def set_training(encoder: nn.Module) -> None:
 def prepare_encoder(config: TrainConfig, encoder: VisionEncoder) -> tuple[bool, bool]:
     """Load a fine-tuned encoder from `model.init_from` and set what trains: (the encoder trains, it is saved)."""
     mode = config.model.encoder_mode
-    tuned = encoder_weights(config.model.init_from) if config.model.init_from else None
-    if mode == "sequential" and not tuned:
+    start = Checkpoint.resolve(config.model.init_from) if config.model.init_from else None
+    if mode == "sequential" and not (start and start.encoder_weights):
         raise ValueError("model.encoder_mode='sequential' continues a joint run: model.init_from must name an adapter "
                          f"folder holding {ENCODER_WEIGHTS}")
-    if tuned:
-        load_model(encoder, tuned, strict=True, device=str(next(encoder.parameters()).device))
+    tuned = start is not None and start.load_encoder_weights(encoder)
     if mode != "joint":
         encoder.eval().requires_grad_(False)
         return False, bool(tuned)

@@ -18,6 +18,7 @@ from train.data import Sample
 from train.data.classify import DIGIT_WORDS, TEXTILE_CLASSES
 from train.data.shapes import NUMBERS
 from train.loop import gather_samples, teacher_tokens
+from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.llms import GenerationSettings
 from vlm_demo.pipeline import VisionLanguageModel
 
@@ -207,22 +208,18 @@ def write_results(folder: Path, samples: list[Sample], answers: list[str], metri
                                      "prompt": sample.prompt, "answer": answer, "target": sample.target}) + "\n")
 
 
-def evaluate(config: TrainConfig, checkpoint: str | None = None, progress: bool = True) -> dict:
-    from vlm_demo.adapters import encoder_weights, load_adapter, read_config
+def evaluate(config: TrainConfig, checkpoint: Checkpoint | str | None = None, progress: bool = True) -> dict:
+    """Held-out metrics of a checkpoint (by default the run's adapter), resolved once: feature MSE against the teacher
+    for a distilled adapter, else the generated answers' scores; written beside the run."""
+    from vlm_demo.adapters import adapter_for
     from vlm_demo.encoders import build_encoder
 
     folder = Path(config.output_dir)
-    checkpoint = checkpoint or str(folder / "adapter")
+    checkpoint = Checkpoint.resolve(checkpoint or folder / "adapter")
     samples = gather_samples(config.data.eval, "test")
-    values = read_config(checkpoint)
-    if config.align.loss != "emd" and values.get("llm") == config.align.teacher:
-        adapter = load_adapter(checkpoint, values=values)
-        encoder, teacher = build_encoder(config.model.encoder), build_encoder(config.align.teacher)
-        tuned = encoder_weights(checkpoint)
-        if tuned:  # the encoder trained with this adapter (joint or sequential): its features, not the packaged ones
-            from safetensors.torch import load_model
-
-            load_model(encoder, tuned, strict=True, device=str(next(encoder.parameters()).device))
+    if config.align.loss != "emd" and checkpoint.config.get("llm") == config.align.teacher:
+        encoder, teacher = checkpoint.vision_encoder(), build_encoder(config.align.teacher)
+        adapter = adapter_for(encoder, teacher.name, teacher.embed_dim, checkpoint=checkpoint)
         metrics = {"feature_mse": feature_mse(encoder, adapter, teacher, samples)}
         write_results(folder, [], [], metrics)
         return metrics

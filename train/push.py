@@ -10,7 +10,17 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from train.card import assemble
 from train.config import TrainConfig
+from vlm_demo.adapters import CheckpointError
+from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.hub import HUB_ID
+
+
+def trained_adapter(folder: Path) -> bool:
+    """Whether a run's adapter folder holds a checkpoint and its weights (a folder: never looked up on the hub)."""
+    try:
+        return Checkpoint.resolve(folder, local_only=True).weights.is_file()
+    except CheckpointError:
+        return False
 
 
 def push(config: TrainConfig, repo_id: str, private: bool = False, token: str | None = None) -> str:
@@ -19,7 +29,7 @@ def push(config: TrainConfig, repo_id: str, private: bool = False, token: str | 
     if not HUB_ID.match(repo_id):
         raise ValueError(f"--repo-id must look like owner/name, got '{repo_id}'")
     output = Path(config.output_dir)
-    if not (output / "adapter" / "model.safetensors").is_file():
+    if not trained_adapter(output / "adapter"):
         raise FileNotFoundError(f"{output / 'adapter'}: no trained adapter to push (train it first)")
     if not (output / "eval.json").is_file():
         raise FileNotFoundError(f"{output / 'eval.json'}: missing; run `python -m train eval` first (the card "

@@ -1,26 +1,35 @@
-"""One adapter checkpoint, resolved once from a folder or a hub id: its config, weights header, LoRA and encoder."""
+"""One adapter checkpoint, resolved once from a folder or a hub id: its config, weights header, LoRA and encoder
+weights, the one compatibility check against a combination, and loading its adapter and fine-tuned encoder."""
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlm_demo.adapters.base import (
     CONFIG_NAME,
     ENCODER_WEIGHTS,
     LORA_FOLDER,
     WEIGHTS_NAME,
+    Adapter,
     AdapterConfig,
     CheckpointError,
+    adapter_class,
     check_compatible,
-    encoder_weights,
+    check_weights_fit,
     header_shapes,
-    lora_folder,
-    read_config,
+    load_weights,
 )
 from vlm_demo.hub import HUB_ID
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vlm_demo.encoders import VisionEncoder
 
 HUB_PATTERNS = [CONFIG_NAME, WEIGHTS_NAME, ENCODER_WEIGHTS, f"{LORA_FOLDER}/*", "README.md", "*.png", "*.json"]
 
@@ -36,18 +45,22 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, path_or_id: str | Path, revision: str | None = None) -> Checkpoint:
-        """A folder as it is, or a hub repo's checkpoint files (safetensors and texts only) from the hub or its
-        cache; a damaged or missing config is a CheckpointError."""
+    def resolve(cls, path_or_id: Checkpoint | str | Path, revision: str | None = None,
+                local_only: bool = False) -> Checkpoint:
+        """The one place that decides between a folder and a hub id: a folder as it is, else (unless `local_only`)
+        a hub repo's checkpoint files (safetensors and texts only) from the hub or its cache. A Checkpoint is
+        returned as it is; a missing, damaged or config-less checkpoint is a CheckpointError."""
+        if isinstance(path_or_id, Checkpoint):
+            return path_or_id
         source = str(path_or_id)
         path = Path(source)
-        if path.exists() or not HUB_ID.match(source):
+        if path.exists() or local_only or not HUB_ID.match(source):
             if not path.is_dir():
                 raise CheckpointError(f"{source}: an adapter checkpoint is a folder with {CONFIG_NAME} and "
                                       f"{WEIGHTS_NAME}, or a hub id (owner/name)")
-            return cls(source, path, config=read_config(path))
+            return cls(source, path, config=_read_config(path))
         folder = _snapshot(source, revision)
-        return cls(source, folder, hub_id=source, revision=revision, config=read_config(folder))
+        return cls(source, folder, hub_id=source, revision=revision, config=_read_config(folder))
 
     @property
     def name(self) -> str:
@@ -64,13 +77,15 @@ class Checkpoint:
 
     @property
     def lora(self) -> str | None:
-        """The LLM LoRA trained with the adapter (peft folder), or None."""
-        return lora_folder(self.folder)
+        """The LLM LoRA trained with the adapter (its `lora/` subfolder, peft format), or None."""
+        folder = self.folder / LORA_FOLDER
+        return str(folder) if (folder / "adapter_config.json").is_file() else None
 
     @property
     def encoder_weights(self) -> str | None:
-        """The encoder weights fine-tuned with the adapter, or None."""
-        return encoder_weights(self.folder)
+        """The encoder weights fine-tuned with the adapter (its `encoder.safetensors`), or None."""
+        file = self.folder / ENCODER_WEIGHTS
+        return str(file) if file.is_file() else None
 
     @property
     def encoder(self) -> str:
@@ -88,25 +103,63 @@ class Checkpoint:
 
     def adapter_config(self) -> AdapterConfig:
         """The config as the adapter family's dataclass (every field checked)."""
-        from vlm_demo.adapters import adapter_class
-
         try:
             return adapter_class(self.config["kind"]).config_class.from_dict(self.config)
         except (CheckpointError, ValueError) as error:
             raise CheckpointError(f"{self.source}: {error}") from None
 
     def check(self, encoder: str, token_dim: int, llm: str, llm_hidden: int) -> None:
-        """Refuse this checkpoint for another combination (names both sides) or weights that do not fit its config."""
-        from vlm_demo.adapters import adapter_class
-        from vlm_demo.adapters.base import check_weights_fit
-
+        """The one compatibility check: refuse this checkpoint for another combination (names both sides) or
+        weights that do not fit its config."""
         config = self.adapter_config()
         check_compatible(config, encoder, token_dim, llm, llm_hidden)
-        check_weights_fit(adapter_class(config.kind), config, str(self.weights))
+        check_weights_fit(adapter_class(config.kind), config, self.header)
+
+    def adapter(self, map_location: str = "cpu") -> Adapter:
+        """The trained adapter in eval mode (the weights checked against the config before anything is allocated)."""
+        config = self.adapter_config()
+        return load_weights(adapter_class(config.kind), config, self.weights, map_location).eval()
+
+    def load_encoder_weights(self, encoder: nn.Module) -> bool:
+        """Load the encoder weights fine-tuned with the adapter into `encoder` (in place, on its device, every tensor
+        required); False when the checkpoint has none."""
+        if not self.encoder_weights:
+            return False
+        from safetensors.torch import load_model
+
+        load_model(encoder, self.encoder_weights, strict=True, device=str(next(encoder.parameters()).device))
+        return True
+
+    def vision_encoder(self, encoder: VisionEncoder | None = None) -> VisionEncoder:
+        """The encoder the adapter runs on: `encoder` (possibly shared, so never changed) or a new one of the encoder
+        the config names; with fine-tuned encoder weights, a private copy holding them, frozen."""
+        if encoder is None:
+            from vlm_demo.encoders import build_encoder
+
+            encoder = build_encoder(self.encoder)
+        elif self.encoder_weights:
+            encoder = copy.deepcopy(encoder)
+        if self.load_encoder_weights(encoder):
+            encoder.eval().requires_grad_(False)
+        return encoder
 
     def files(self) -> list[Path]:
         """Every file of the checkpoint that a copy (deploy) must carry, relative paths kept."""
         return sorted(p for p in self.folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    """A checkpoint folder's config.json, with a 'kind' naming the adapter family."""
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file():
+        raise CheckpointError(f"{folder}: no {CONFIG_NAME} in this folder; is it an adapter checkpoint?")
+    try:
+        values = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
+    if not isinstance(values, dict) or not isinstance(values.get("kind"), str):
+        raise CheckpointError(f"{config_file}: has no 'kind' field naming the adapter family")
+    return values
 
 
 def _snapshot(repo_id: str, revision: str | None) -> Path:

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from vlm_demo.images import printable_name
+
+if TYPE_CHECKING:
+    from vlm_demo.checkpoint import Checkpoint
+    from vlm_demo.llms import GenerationSettings
+    from vlm_demo.pipeline import VisionLanguageModel
 
 
 class UsageError(Exception):
@@ -24,7 +30,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
-def settings_from_args(args: argparse.Namespace):
+def settings_from_args(args: argparse.Namespace) -> GenerationSettings:
     """The generation settings given on the command line, checked (a bad value is a one-line error)."""
     from vlm_demo.llms import GenerationSettings
 
@@ -32,9 +38,9 @@ def settings_from_args(args: argparse.Namespace):
                               top_p=args.top_p, seed=args.seed).check()
 
 
-def load_vlm(combo: str, checkpoint: str | None = None, precision: str = "auto"):
-    """The combination (or the checkpoint with the encoder and LLM it names), its LLM in `precision`; says so when the
-    adapter is random."""
+def load_vlm(combo: str, checkpoint: Checkpoint | str | None = None, precision: str = "auto") -> VisionLanguageModel:
+    """The combination (or the checkpoint, a folder or hub id resolved once by `from_checkpoint`, with the encoder and
+    LLM it names), its LLM in `precision`; says so when the adapter is random."""
     from vlm_demo.pipeline import VisionLanguageModel
 
     vlm = (VisionLanguageModel.from_checkpoint(checkpoint, precision=precision) if checkpoint

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from PIL import Image
 
-from vlm_demo.adapters import (
-    Adapter,
-    CheckpointError,
-    adapter_for,
-    check_compatible,
-    encoder_weights,
-    load_adapter,
-    lora_folder,
-    read_config,
-)
+from vlm_demo.adapters import Adapter, adapter_for
+from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.combos import Combo, get_combo
 from vlm_demo.encoders import EncoderOutput, VisionEncoder, build_encoder
 from vlm_demo.llms import IMAGE_PLACEHOLDER, GenerationSettings, LanguageModel, SplicedInputs, load_llm
@@ -85,13 +77,13 @@ def build_prompt(llm: LanguageModel, question: str, history: list[tuple[str, str
 class VisionLanguageModel:
     """One loaded combination. `trained` is False when the adapter is randomly initialised.
 
-    `lora_dir` is a peft LoRA of the LLM trained together with the adapter; it is attached to the (shared) LLM
-    and switched on only for this combination's generations.
+    The adapter comes from `adapter_for`, which checks a checkpoint against the encoder and LLM. `lora_dir` is a peft
+    LoRA of the LLM trained together with the adapter; it is attached to the (shared) LLM and switched on only for
+    this combination's generations.
     """
 
     def __init__(self, encoder: VisionEncoder, adapter: Adapter, llm: LanguageModel, trained: bool,
                  name: str = "custom", lora_dir: str | None = None) -> None:
-        check_compatible(adapter.config, encoder.name, encoder.embed_dim, llm.name, llm.hidden_size)
         self.encoder, self.adapter, self.llm = encoder, adapter.eval(), llm
         self.trained = trained
         self.name = name
@@ -116,27 +108,19 @@ class VisionLanguageModel:
         return cls(encoder, adapter, llm, trained=False, name=combo.name)
 
     @classmethod
-    def from_checkpoint(cls, path_or_id: str, llm: LanguageModel | None = None, encoder: VisionEncoder | None = None,
-                        name: str | None = None, precision: str = "auto") -> VisionLanguageModel:
-        """An adapter checkpoint (folder or hub id) with the encoder and LLM its config names, or the ones given;
-        the config is read once, and a mismatch is refused naming both sides."""
-        values = read_config(path_or_id)
-        for part in ("encoder", "llm"):
-            if not values.get(part) or not isinstance(values[part], str):
-                raise CheckpointError(f"{path_or_id}: its {part} is not recorded in config.json")
+    def from_checkpoint(cls, checkpoint: Checkpoint | str | Path, llm: LanguageModel | None = None,
+                        encoder: VisionEncoder | None = None, name: str | None = None,
+                        precision: str = "auto") -> VisionLanguageModel:
+        """An adapter checkpoint (folder, hub id, or one already resolved) with the encoder and LLM its config names,
+        or the ones given; it is resolved once, and a mismatch is refused naming both sides."""
+        checkpoint = Checkpoint.resolve(checkpoint)
         device = default_device()
-        tuned = encoder_weights(path_or_id)
-        if tuned:  # an encoder fine-tuned with this adapter: a private copy, never the shared one
-            from safetensors.torch import load_model
-
-            encoder = copy.deepcopy(encoder) if encoder is not None else build_encoder(values["encoder"])
-            load_model(encoder, tuned, strict=True, device=str(next(encoder.parameters()).device))
-            encoder.eval().requires_grad_(False)
-        encoder = (encoder or build_encoder(values["encoder"])).to(device)
-        llm = llm or load_llm(values["llm"], device=device, precision=precision)
-        adapter = load_adapter(path_or_id, values=values)
-        return cls(encoder, adapter, llm, trained=True, name=name or f"checkpoint:{path_or_id}",
-                   lora_dir=lora_folder(path_or_id))
+        llm_name = checkpoint.llm  # recorded in its config, or refused before anything loads
+        encoder = checkpoint.vision_encoder(encoder).to(device)
+        llm = llm or load_llm(llm_name, device=device, precision=precision)
+        adapter = adapter_for(encoder, llm.name, llm.hidden_size, checkpoint=checkpoint)
+        return cls(encoder, adapter, llm, trained=True, name=name or f"checkpoint:{checkpoint.source}",
+                   lora_dir=checkpoint.lora)
 
     @property
     def status(self) -> str:

@@ -11,7 +11,8 @@ from transformers import DynamicCache
 
 from train.config import TrainConfig
 from train.stages import Batch, Needs, StageParts
-from vlm_demo.adapters import Adapter, lora_folder
+from vlm_demo.adapters import Adapter
+from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.llms import IMAGE_PLACEHOLDER, LLMS, LanguageModel, SplicedInputs
 from vlm_demo.pipeline import build_prompt
 
@@ -90,7 +91,7 @@ def caption_stage(config: TrainConfig, adapter: Adapter, llm: LanguageModel, lab
 
         if settings.llm_mode == "qlora":
             llm.model = prepare_model_for_kbit_training(llm.model, use_gradient_checkpointing=False)
-        earlier = lora_folder(config.model.init_from) if config.model.init_from else None
+        earlier = Checkpoint.resolve(config.model.init_from).lora if config.model.init_from else None
         if earlier:  # continue the LoRA trained together with the starting adapter
             llm.model = PeftModel.from_pretrained(llm.model, earlier, is_trainable=True)
         else:

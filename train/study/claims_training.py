@@ -102,11 +102,11 @@ def closeness(folder: Path, budget: Budget) -> list[dict[str, float]]:
     samples = [s for s in gather_samples(run_config(folder, budget).data.eval, "test") if s.task == "caption"]
     images = [s.load_image() for s in samples]
     snapshots = sorted((folder / SNAPSHOTS).iterdir(), key=lambda p: (p.name.startswith("epoch-"), p.name))
-    first = VisionLanguageModel.from_checkpoint(str(snapshots[0]))
+    first = VisionLanguageModel.from_checkpoint(snapshots[0])
     vocab, table = analysis.vocabulary(first.llm), first.llm.vocabulary_embeddings().float()
     rows = []
     for snapshot in snapshots:
-        vlm = VisionLanguageModel.from_checkpoint(str(snapshot), llm=first.llm, encoder=first.encoder)
+        vlm = VisionLanguageModel.from_checkpoint(snapshot, llm=first.llm, encoder=first.encoder)
         tokens = vlm.image_tokens(images).float().cpu()
         own, best = [], []
         for sample, image_tokens in zip(samples, tokens):

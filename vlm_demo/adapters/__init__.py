@@ -1,4 +1,5 @@
-"""Adapter registry: family name -> class; build new adapters or load checkpoints by folder or hub id."""
+"""Adapter registry: family name -> class; build new adapters, or load checkpoints (through
+`vlm_demo.checkpoint.Checkpoint`, which resolves a folder or hub id once)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from vlm_demo.adapters.attention import AttentionAdapter
 from vlm_demo.adapters.base import (
+    ADAPTERS,
     ENCODER_WEIGHTS,
     LORA_FOLDER,
     Adapter,
     AdapterConfig,
     CheckpointError,
+    adapter_class,
     check_compatible,
-    encoder_weights,
-    lora_folder,
-    read_config,
 )
 from vlm_demo.adapters.label import LabelAdapter
 from vlm_demo.adapters.linear import LinearAdapter
@@ -26,10 +26,11 @@ from vlm_demo.adapters.query import QueryAdapter
 from vlm_demo.adapters.tinylm import TinyLMAdapter
 
 if TYPE_CHECKING:
+    from vlm_demo.checkpoint import Checkpoint
     from vlm_demo.encoders import VisionEncoder
     from vlm_demo.llms import LanguageModel
 
-ADAPTERS: dict[str, type[Adapter]] = {
+ADAPTERS.update({  # the registry (it lives in adapters/base.py, so a checkpoint finds its family from there)
     "linear": LinearAdapter,
     "mlp": MLPAdapter,
     "attention": AttentionAdapter,
@@ -38,17 +39,10 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "multistage": MultiStageAdapter,
     "tinylm": TinyLMAdapter,
     "label": LabelAdapter,
-}
+})
 
-__all__ = ["ADAPTERS", "ENCODER_WEIGHTS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_for",
-           "adapter_needs", "build_adapter", "check_compatible", "encoder_weights", "load_adapter", "lora_folder",
-           "read_config"]
-
-
-def adapter_class(kind: str) -> type[Adapter]:
-    if kind not in ADAPTERS:
-        raise ValueError(f"unknown adapter family '{kind}'; known: {', '.join(ADAPTERS)}")
-    return ADAPTERS[kind]
+__all__ = ["ADAPTERS", "ENCODER_WEIGHTS", "LORA_FOLDER", "Adapter", "AdapterConfig", "CheckpointError", "adapter_class",
+           "adapter_for", "adapter_needs", "build_adapter", "check_compatible", "load_adapter"]
 
 
 def build_adapter(kind: str, **config: Any) -> Adapter:
@@ -63,15 +57,18 @@ def adapter_needs(kind: str, options: dict[str, Any] | None = None) -> frozenset
 
 
 def adapter_for(encoder: VisionEncoder, target: str, target_width: int, kind: str = "",
-                options: dict[str, Any] | None = None, checkpoint: str | Path | None = None,
+                options: dict[str, Any] | None = None, checkpoint: Checkpoint | str | Path | None = None,
                 llm: LanguageModel | None = None) -> Adapter:
     """The one way the pipeline, training and analysis get an adapter between `encoder` and a target (an LLM, or a
-    teacher encoder for distillation): a checkpoint checked against both sides, else a new `kind` adapter, random
-    apart from what the family starts from its encoder and `llm` (e.g. class-name embeddings)."""
+    teacher encoder for distillation): a checkpoint (folder, hub id or resolved `Checkpoint`) checked against both
+    sides, else a new `kind` adapter, random apart from what the family starts from its encoder and `llm` (e.g.
+    class-name embeddings)."""
     if checkpoint:
-        adapter = load_adapter(checkpoint)
-        check_compatible(adapter.config, encoder.name, encoder.embed_dim, target, target_width)
-        return adapter
+        from vlm_demo.checkpoint import Checkpoint
+
+        checkpoint = Checkpoint.resolve(checkpoint)
+        checkpoint.check(encoder.name, encoder.embed_dim, target, target_width)
+        return checkpoint.adapter()
     adapter = build_adapter(kind, encoder=encoder.name, token_dim=encoder.embed_dim,
                             num_encoder_tokens=encoder.num_tokens, stage_dims=encoder.stage_dims, llm=target,
                             llm_hidden=target_width, **(options or {}))
@@ -80,17 +77,9 @@ def adapter_for(encoder: VisionEncoder, target: str, target_width: int, kind: st
     return adapter
 
 
-def load_adapter(path_or_id: str | Path, map_location: str = "cpu", values: dict[str, Any] | None = None) -> Adapter:
-    """Load a checkpoint (config.json + model.safetensors) from a folder or hub repo id (`values`: its config, if
-    already read)."""
-    values = values if values is not None else read_config(path_or_id)
-    try:
-        cls = adapter_class(values["kind"])
-    except ValueError as error:
-        raise CheckpointError(f"{path_or_id}: {error}") from None
-    try:
-        config = cls.config_class.from_dict(values)
-    except CheckpointError as error:
-        raise CheckpointError(f"{path_or_id}: {error}") from None
-    adapter = cls.from_pretrained(str(path_or_id), config=config, map_location=map_location)
-    return adapter.eval()
+def load_adapter(checkpoint: Checkpoint | str | Path, map_location: str = "cpu") -> Adapter:
+    """A trained adapter (config.json + model.safetensors) from a folder, a hub repo id or a resolved `Checkpoint`, in
+    eval mode; not checked against any combination (`adapter_for` does that)."""
+    from vlm_demo.checkpoint import Checkpoint
+
+    return Checkpoint.resolve(checkpoint).adapter(map_location)

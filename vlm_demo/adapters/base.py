@@ -1,8 +1,8 @@
-"""The adapter interface: encoder features in, LLM-width pseudo-tokens out; config.json + model.safetensors."""
+"""The adapter interface: encoder features in, LLM-width pseudo-tokens out; config.json + model.safetensors, and the
+family registry a checkpoint finds its class in."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import PyTorchModelHubMixin
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import nn
@@ -101,10 +101,9 @@ def header_shapes(weights: str) -> dict[str, tuple[int, ...]]:
         raise CheckpointError(f"{weights}: not a readable checkpoint ({error})") from None
 
 
-def check_weights_fit(cls: type[Adapter], config: AdapterConfig, weights: str) -> None:
-    """Refuse a config whose adapter would not be the one in the weights file, before any memory is allocated
-    (the adapter is built on torch's meta device, which holds shapes only)."""
-    stored = header_shapes(weights)
+def check_weights_fit(cls: type[Adapter], config: AdapterConfig, stored: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a config whose adapter would not be the one in the weights file (`stored`: its header's shapes), before
+    any memory is allocated (the adapter is built on torch's meta device, which holds shapes only)."""
     try:
         with torch.device("meta"):
             skeleton = cls(config)
@@ -122,6 +121,25 @@ def check_weights_fit(cls: type[Adapter], config: AdapterConfig, weights: str) -
     if missing or unexpected:
         raise CheckpointError(f"config.json does not match {WEIGHTS_NAME} (missing: {missing[:3]}, "
                               f"unexpected: {unexpected[:3]})")
+
+
+def load_weights(cls: type[Adapter], config: AdapterConfig, weights: str | Path,
+                 map_location: str = "cpu") -> Adapter:
+    """A `cls` adapter with `config` and the tensors of a safetensors file, refused before any memory is allocated
+    when they do not fit (a missing file, or any other format, is never read)."""
+    weights = str(weights)
+    if not os.path.isfile(weights):
+        raise CheckpointError(f"{Path(weights).parent}: no {WEIGHTS_NAME} (only safetensors checkpoints are read)")
+    check_weights_fit(cls, config, header_shapes(weights))
+    model = cls(config)
+    try:
+        missing, unexpected = load_model(model, weights, strict=False, device=map_location)
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise CheckpointError(f"{weights}: not a readable checkpoint for this adapter ({error})") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: weights do not fit a '{model.config.kind}' adapter with this config "
+                              f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})")
+    return model
 
 
 class Adapter(
@@ -172,91 +190,18 @@ class Adapter(
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        map_location: str = "cpu",
-        config: dict[str, Any] | AdapterConfig | None = None,
-        **_: Any,
-    ) -> Adapter:
+    def _from_pretrained(cls, *, model_id: str, map_location: str = "cpu",
+                         config: dict[str, Any] | AdapterConfig | None = None, **_: Any) -> Adapter:
+        """huggingface_hub's `from_pretrained`, for a checkpoint folder (a hub id goes through
+        `vlm_demo.checkpoint.Checkpoint`, which fetches it into a folder once)."""
+        if not os.path.isdir(model_id):
+            raise CheckpointError(f"{model_id}: not a checkpoint folder; load a hub id with "
+                                  "vlm_demo.adapters.load_adapter")
         if config is None:
             raise CheckpointError(f"{model_id}: no {CONFIG_NAME}")
         if isinstance(config, dict):
             config = cls.config_class.from_dict(config)
-        if os.path.isdir(model_id):
-            weights = os.path.join(model_id, WEIGHTS_NAME)
-        else:
-            weights = hf_hub_download(model_id, WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
-                                      force_download=force_download, token=token, local_files_only=local_files_only)
-        if not os.path.isfile(weights):
-            raise CheckpointError(f"{model_id}: no {WEIGHTS_NAME} (only safetensors checkpoints are read)")
-        check_weights_fit(cls, config, weights)
-        model = cls(config)
-        try:
-            missing, unexpected = load_model(model, weights, strict=False, device=map_location)
-        except (SafetensorError, OSError, RuntimeError) as error:
-            raise CheckpointError(f"{weights}: not a readable checkpoint for this adapter ({error})") from None
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{weights}: weights do not fit a '{model.config.kind}' adapter with this config "
-                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
-            )
-        return model
-
-
-def read_config(path_or_id: str | Path) -> dict[str, Any]:
-    """Read an adapter checkpoint's config.json from a folder or a hub repo id."""
-    path = Path(path_or_id)
-    if path.is_dir():
-        config_file = path / CONFIG_NAME
-        if not config_file.is_file():
-            raise CheckpointError(f"{path}: no {CONFIG_NAME} in this folder; is it an adapter checkpoint?")
-    elif path.exists():
-        raise CheckpointError(f"{path}: an adapter checkpoint is a folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
-    else:
-        try:
-            config_file = Path(hf_hub_download(str(path_or_id), CONFIG_NAME))
-        except Exception as error:  # noqa: BLE001 - hub errors come in many types
-            raise CheckpointError(f"{path_or_id}: not a local folder and not reachable on the hub ({error})") from None
-    try:
-        values = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
-    if not isinstance(values, dict) or not isinstance(values.get("kind"), str):
-        raise CheckpointError(f"{config_file}: has no 'kind' field naming the adapter family")
-    return values
-
-
-def lora_folder(path_or_id: str | Path) -> str | None:
-    """The LLM LoRA trained together with a checkpoint (its `lora/` subfolder, peft format), or None."""
-    path = Path(path_or_id)
-    if path.is_dir():
-        folder = path / LORA_FOLDER
-        return str(folder) if (folder / "adapter_config.json").is_file() else None
-    try:
-        files = [hf_hub_download(str(path_or_id), f"{LORA_FOLDER}/{name}")
-                 for name in ("adapter_config.json", "adapter_model.safetensors")]
-    except Exception:  # noqa: BLE001 - no LoRA in the repo, or the hub cannot say
-        return None
-    return str(Path(files[0]).parent)
-
-
-def encoder_weights(path_or_id: str | Path) -> str | None:
-    """The encoder weights fine-tuned together with a checkpoint (its `encoder.safetensors`), or None."""
-    path = Path(path_or_id)
-    if path.is_dir():
-        file = path / ENCODER_WEIGHTS
-        return str(file) if file.is_file() else None
-    try:
-        return hf_hub_download(str(path_or_id), ENCODER_WEIGHTS)
-    except Exception:  # noqa: BLE001 - no encoder in the repo, or the hub cannot say
-        return None
+        return load_weights(cls, config, os.path.join(model_id, WEIGHTS_NAME), map_location)
 
 
 def check_compatible(config: AdapterConfig, encoder: str, token_dim: int, llm: str, llm_hidden: int) -> None:
@@ -272,3 +217,15 @@ def check_compatible(config: AdapterConfig, encoder: str, token_dim: int, llm: s
         problems.append(f"hidden size: checkpoint {config.llm_hidden} vs LLM {llm_hidden}")
     if problems:
         raise CheckpointError(f"adapter '{config.kind}' does not fit this combination: " + "; ".join(problems))
+
+
+# Family name -> class. It is filled by `vlm_demo/adapters/__init__.py` (the place to register a family), which Python
+# always runs before this module, and lives here so that a checkpoint can find its family without that package.
+ADAPTERS: dict[str, type[Adapter]] = {}
+
+
+def adapter_class(kind: str) -> type[Adapter]:
+    """The registered class of an adapter family (a ValueError names the known ones)."""
+    if kind not in ADAPTERS:
+        raise ValueError(f"unknown adapter family '{kind}'; known: {', '.join(ADAPTERS)}")
+    return ADAPTERS[kind]
