@@ -15,6 +15,14 @@ from vlm_demo.llms import LanguageModel
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True)
+def fresh_hub_snapshots():
+    """Each test sees its own (faked) hub: the process-wide memo of fetched checkpoints starts empty."""
+    from vlm_demo.checkpoint import _snapshot
+
+    _snapshot.cache_clear()
+
 WORDS = ["<pad>", "<|im_end|>", "<unk>", "<|im_start|>", "user", "assistant", "system", "describe", "this",
          "image", "a", "red", "circle", "blue", "square", "the", "is", "what", "colour", "\n", ".", "?", ":"]
 CHAT_TEMPLATE = (

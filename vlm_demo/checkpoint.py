@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return values
 
 
+@cache  # a training run asks for its starting checkpoint in several stages; the hub is asked once a process
 def _snapshot(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
 

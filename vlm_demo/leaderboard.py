@@ -131,7 +131,7 @@ def combination_of(folder_name: str) -> str:
 def read_config(folder: Path) -> dict[str, Any] | None:
     """A checkpoint folder's adapter config (config.json, naming its family), or None if it holds none."""
     try:
-        return Checkpoint.resolve(folder).config
+        return Checkpoint.resolve(folder, local_only=True).config
     except CheckpointError:
         return None
 
