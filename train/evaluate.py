@@ -79,6 +79,12 @@ def head_names(encoder, samples: list[Sample], k: int = 1) -> float | None:
                for top, s in zip(best, samples)) / len(samples)
 
 
+def photo_baselines(encoder, photos: list[Sample]) -> dict[str, float]:
+    """The encoder's own top-1 and top-3 ImageNet labels on the same photos (none for an encoder without a head)."""
+    found = {f"encoder_top{k}_baseline": head_names(encoder, photos, k) for k in (1, 3)}
+    return {key: value for key, value in found.items() if value is not None}
+
+
 def classification_correct(prediction: str, sample: Sample) -> tuple[bool, bool]:
     """(lenient: the class name appears, as the thesis counted; strict: it is the only class named)."""
     said = words(prediction)
@@ -155,7 +161,7 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
             metrics["shapes_attributes"]["count_images"] = len(shaped)
     named = [names_object(a, s.meta["keywords"]) for s, a in zip(samples, answers) if s.task == "name"]
     if named:
-        metrics["photos_object_named"] = {"score": sum(named) / len(named), "count": len(named)}
+        metrics["photos_object_named"] = {"score": sum(named) / len(named), "count": len(named), "split": "test"}
     vqa = defaultdict(list)
     for sample, answer in zip(samples, answers):
         if sample.task == "vqa":
@@ -229,11 +235,7 @@ def evaluate(config: TrainConfig, checkpoint: Checkpoint | str | None = None, pr
                          settings.prompt)
     metrics = compute_metrics(samples, answers)
     if "photos_object_named" in metrics:
-        photos = [s for s in samples if s.task == "name"]
-        for k in (1, 3):  # an encoder without an ImageNet head has no label to compare with
-            baseline = head_names(vlm.encoder, photos, k)
-            if baseline is not None:
-                metrics["photos_object_named"][f"encoder_top{k}_baseline"] = baseline
+        metrics["photos_object_named"] |= photo_baselines(vlm.encoder, [s for s in samples if s.task == "name"])
     name = results_name(config)
     if settings.image_tokens != "real" or settings.prompt:
         metrics["ablation"] = {"image_tokens": settings.image_tokens, "prompt": settings.prompt or None}

@@ -23,8 +23,8 @@ NOTES_START = "<!-- notes: kept when the card is regenerated (python -m train.ca
 NOTES_END = "<!-- notes: end -->"
 PROMPTS = ('Prompts: "Describe this image." (captions), shapes VQA (count,\ncolour, shape, position), "What digit is '
            'this?", and the textile defect question.')
-PHOTOS_HELD_OUT = ("(held-out photos: everyday photos shipped in installed packages, listed with their licences\nin "
-                   "`train/data/openworld.py`; never trained on)")
+PHOTOS_HELD_OUT = ("(photos: the test split of everyday photos shipped in installed packages, listed with their\n"
+                   "licences in `train/data/photos.py`; never trained on, and no recipe was chosen on them)")
 
 
 def family_recipe(run: dict[str, Any], name: str) -> str | None:
@@ -133,8 +133,10 @@ def _limits(records: Records) -> list[str]:
         top1, top3 = photos.get("encoder_top1_baseline"), photos.get("encoder_top3_baseline")
         baseline = f" (the encoder's own top-1 label: {top1:.0%})" if top1 is not None else ""
         baseline = baseline[:-1] + f", its top-3: {top3:.0%})" if top3 is not None and baseline else baseline
+        which = ("test-split photos" if photos.get("split") == "test" else
+                 "photos of today's dev split (scored before the test split existed)")
         limits.append(f"- Everyday photos: the caption names the main object in {photos['score']:.0%} of "
-                      f"{photos['count']} held-out photos{baseline}; every photo's caption is listed below.")
+                      f"{photos['count']} {which}{baseline}; every photo's caption is listed below.")
     return limits
 
 

@@ -1,0 +1,72 @@
+"""Score shipped checkpoints on the everyday photos' test split, once each, without re-running their other benchmarks:
+the photo figure in eval.json (beside the encoder's own top-1 and top-3 labels on the same photos) and the photo rows
+of eval_predictions.jsonl are replaced, then the card is rewritten from the records.
+`python -m train.photo_eval assets/adapters/NAME ... | --all` (folders already scored on the test split are skipped
+unless --again)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from train.card import regenerate
+from train.data import load_dataset
+from train.evaluate import answer_all, compute_metrics, photo_baselines
+from vlm_demo.checkpoint import Checkpoint
+from vlm_demo.combos import ADAPTERS_DIR
+from vlm_demo.pipeline import VisionLanguageModel
+
+MAX_NEW_TOKENS, BATCH_SIZE = 24, 16  # as every shipped config's [eval]
+
+
+def scored_on_test(folder: Path) -> bool:
+    evaluation = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else {}
+    return evaluation.get("photos_object_named", {}).get("split") == "test"
+
+
+def evaluate_photos(folder: Path, progress: bool = True) -> dict:
+    """The checkpoint's photo figure on the test split, written into its records and card; returns the figure."""
+    samples = load_dataset("photos", "test")
+    vlm = VisionLanguageModel.from_checkpoint(Checkpoint.resolve(folder, local_only=True))
+    answers = answer_all(vlm, samples, MAX_NEW_TOKENS, BATCH_SIZE, progress)
+    figure = compute_metrics(samples, answers)["photos_object_named"] | photo_baselines(vlm.encoder, samples)
+    evaluation = json.loads((folder / "eval.json").read_text())
+    (folder / "eval.json").write_text(json.dumps(evaluation | {"photos_object_named": figure}, indent=2))
+    predictions = folder / "eval_predictions.jsonl"
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()] if predictions.is_file() else []
+    rows = [row for row in rows if row["task"] != "name"] + [
+        {"image": s.image_id, "task": s.task, "qtype": s.qtype, "prompt": s.prompt, "answer": answer,
+         "target": s.target} for s, answer in zip(samples, answers)]
+    predictions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    regenerate(folder)
+    return figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.photo_eval", description=__doc__.split("\n")[0])
+    parser.add_argument("folders", nargs="*", type=Path, help="shipped adapter folders (assets/adapters/NAME)")
+    parser.add_argument("--all", action="store_true", help=f"every folder under {ADAPTERS_DIR} scored on photos")
+    parser.add_argument("--again", action="store_true", help="score folders already scored on the test split too")
+    args = parser.parse_args(argv)
+    folders = args.folders or []
+    if args.all:
+        folders += [f for f in sorted(ADAPTERS_DIR.iterdir()) if f.is_dir() and not f.name.startswith(".")
+                    and "photos_object_named" in json.loads((f / "eval.json").read_text())]
+    if not folders:
+        parser.error("name a folder or give --all")
+    for folder in folders:
+        if scored_on_test(folder) and not args.again:
+            print(f"{folder.name}: already scored on the test split (--again to score it again)")
+            continue
+        figure = evaluate_photos(folder)
+        baselines = ", ".join(f"{key.split('_')[1]} {value:.0%}" for key, value in figure.items()
+                              if key.startswith("encoder_"))
+        print(f"{folder.name}: names the main object in {figure['score']:.0%} of {figure['count']} test photos"
+              + (f" (the encoder's {baselines})" if baselines else ""), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
