@@ -11,7 +11,7 @@ import pytest
 from train.study import CLAIMS, VERDICTS, Finding
 from train.study.claims import equivalence
 from train.study.report import write_report
-from train.study.runs import combined, data_override, direction
+from train.study.runs import combined, data_override, superiority
 
 SEEDS_FOLDER = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 CHEAP = {"k-tokens", "linear-full-rank", "max-cosine-random", "nearest-token-destroys", "components-80"}
@@ -54,12 +54,12 @@ def test_equivalence_verdicts_follow_the_intervals():
         Finding("x", 0.0, None, None, "probably", "rule")
 
 
-def test_direction_and_combined_verdicts():
+def test_superiority_and_combined_verdicts():
     above, below, across = ({"mean": m, "low": lo, "high": hi} for m, lo, hi in
                             [(1.0, 0.5, 1.5), (-1.0, -1.5, 0.0), (0.0, -1.0, 1.0)])
-    assert [direction(iv) for iv in (above, below, across)] == ["reproduced", "not reproduced", "inconclusive"]
-    assert direction(above, margin=0.6) == "inconclusive"
-    assert direction({"mean": 1.0, "low": None, "high": None}) == "inconclusive"
+    assert [superiority(iv, 0.2) for iv in (above, below, across)] == ["reproduced", "not reproduced", "inconclusive"]
+    assert superiority(across, 1.5) == "not reproduced"  # the size that matters is ruled out
+    assert superiority({"mean": 1.0, "low": None, "high": None}, 0.2) == "inconclusive"
     assert combined(["reproduced", "reproduced"]) == "reproduced"
     assert combined(["reproduced", "inconclusive"]) == "inconclusive"
     assert combined(["inconclusive", "not reproduced", "reproduced"]) == "not reproduced"

@@ -3,10 +3,14 @@ the sweep's folders, and writes a finding whose figure carries the runs' numbers
 
 from __future__ import annotations
 
+import json
+import statistics
+
 import pytest
 from study_helpers import numbers_in, tiny_study
 
 from train.study import VERDICTS, run_claim
+from train.study.power import HIERARCHICAL, OVER_SEEDS
 from train.study.runs import convergence
 
 
@@ -29,9 +33,14 @@ def test_emd_prealign_compares_stage_two_of_the_same_family_with_and_without_the
     check(record, budget)
     details = record["details"]
     assert len(details["final"]) == 2 and all(len(arm) == 2 for arm in details["final"])
-    assert record["value"] == pytest.approx(sum(b - a for a, b in zip(*details["final"])) / 2)
-    assert set(record["curves"]) == {"caption only", "EMD align, then caption"}
     runs = budget.root / "runs"
+    items = [[json.loads((runs / arm / f"seed-{s}" / stage / "val_items.json").read_text())["losses"] for s in (0, 1)]
+             for arm, stage in (("align-attention-qa", "1-caption"), ("qa-attention", "0-caption"))]
+    assert all(len(losses) == 3 for arm in items for losses in arm)  # the budget's 3 validation images
+    assert record["value"] == pytest.approx(sum(statistics.fmean(b) - statistics.fmean(a)
+                                                for a, b in zip(*items)) / 2)
+    assert details["final_gap"]["method"] == HIERARCHICAL and HIERARCHICAL in record["interval_method"]
+    assert set(record["curves"]) == {"caption only", "EMD align, then caption"}
     chained = sorted(p.name for p in (runs / "align-attention-qa" / "seed-0").iterdir())
     assert chained == ["1-caption"] and (runs / "align-attention" / "seed-0" / "0-align" / "summary.json").is_file()
     steps, _ = record["curves"]["caption only"]
@@ -77,8 +86,6 @@ def test_tinylm_progressive_runs_the_decoder_stage_then_captions_against_a_perce
 
 
 def test_convergence_pairs_seeds_and_counts_steps_to_a_threshold_every_run_reaches(tmp_path):
-    import json
-
     def run(name: str, losses: list[float]):
         folder = tmp_path / name
         folder.mkdir()
@@ -92,3 +99,4 @@ def test_convergence_pairs_seeds_and_counts_steps_to_a_threshold_every_run_reach
     assert result["threshold"] == pytest.approx(1.05 * 1.2)
     assert result["steps_to_threshold"] == [[10.0, 10.0], [20.0, 20.0]]
     assert result["steps_gap"]["mean"] == 10 and result["final_gap"]["mean"] == pytest.approx(0.15)
+    assert result["final_gap"]["method"] == OVER_SEEDS  # runs without their config: one loss per seed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 from study_helpers import metrics, overrides, run_stage, weights
 
@@ -35,3 +36,19 @@ def test_validation_every_n_steps_uses_the_validation_split_only(tiny_llm_dir, t
     val = [row for row in metrics(output) if "val_loss" in row]
     assert [row["step"] for row in val] == [0, 2, 4] and val[0]["val_samples"] == 2
     assert not (output / "snapshots").exists()
+
+
+def test_per_item_validation_losses_are_those_of_the_last_validation(tiny_llm_dir, tmp_path):
+    import json
+
+    from train.validation import ITEM_LOSSES, item_losses
+
+    output = tmp_path / "run"
+    run_stage("caption", overrides(tiny_llm_dir, output, "train.val_every=4", "train.lr=3e-3",
+                                   'data.val=[{name="shapes",count=1,vqa_per_image=0}]'), tmp_path / "cache")
+    last = [row for row in metrics(output) if "val_loss" in row][-1]
+    before = sorted(path.name for path in output.iterdir())
+    losses = item_losses(output)
+    assert len(losses) == 1 and losses[0] == pytest.approx(last["val_loss"], rel=1e-4)  # one sample: the same loss
+    assert sorted(path.name for path in output.iterdir()) == sorted([*before, ITEM_LOSSES])  # nothing else written
+    assert json.loads((output / ITEM_LOSSES).read_text())["losses"] == losses == item_losses(output)

@@ -243,3 +243,19 @@ def evaluate(config: TrainConfig, checkpoint: Checkpoint | str | None = None, pr
         metrics["llm_precision"] = vlm.llm.precision
     write_results(folder, samples, answers, metrics, name)
     return metrics
+
+
+def caption_item_scores(predictions: list[str], references: list[list[str]]) -> list[float]:
+    """Each caption's own CIDEr-D (pycocoevalcap's per-item scores, tokenised as caption_scores does; their mean is
+    its corpus CIDEr, the document frequencies coming from every reference)."""
+    from pycocoevalcap.cider.cider import Cider
+
+    refs = {index: [" ".join(words(text)) for text in group] for index, group in enumerate(references)}
+    said = {index: [" ".join(words(text)) or "empty"] for index, text in enumerate(predictions)}
+    _, scores = Cider().compute_score(refs, said)
+    return [float(score) for score in scores]
+
+
+def answer_matches(answer: str, label: str) -> bool:
+    """The VQA exact match compute_metrics counts: the normalised answer equals the normalised label."""
+    return normalise_answer(answer) == normalise_answer(label)

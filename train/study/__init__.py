@@ -12,6 +12,7 @@ from typing import Any
 
 UNTESTABLE = "not testable at this scale"
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", UNTESTABLE)
+KINDS = ("superiority", "direction", "equivalence")
 ROUND_ONE = {"held": "reproduced", "did not hold": "not reproduced"}  # the first round's names for the same rules
 
 
@@ -36,12 +37,13 @@ class Finding:
     value: float | None
     low: float | None
     high: float | None
-    verdict: str
-    rule: str  # how the verdict follows from the figure
+    verdict: str = "inconclusive"  # replaced by the claim's judge (run_claim)
+    rule: str = ""  # replaced by the claim's rule text (run_claim)
     details: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)  # plotted when present
     bars: dict[str, dict[str, float | dict]] = field(default_factory=dict)  # series -> category -> value or
-    # interval (train.sweep.interval: mean, low, high); plotted when present
+    # interval (mean, low, high); plotted when present
+    interval_method: str = ""  # how the intervals were made (train.study.power's HIERARCHICAL or OVER_SEEDS)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -59,6 +61,17 @@ class Claim:
     deviations: tuple[str, ...] = ()  # how the test here differs from the paper's setup, one line each
     broken_premise: str = ""  # set when a deviation breaks what the claim rests on: then it is not testable here
     variant_of: str = ""  # the claim this one tests again in another way (counted once)
+    kind: str = "superiority"  # superiority | direction (a sign the paper gives without a size) | equivalence
+    smallest_effect: float = 0.0  # in the figure's unit, set before any run; for equivalence, the margin
+    unit: str = ""  # the figure's unit, e.g. "nats", "CIDEr"
+    effect_why: str = ""  # one line: why that size
+    rule: str = ""  # how the verdict follows from the intervals (the symmetric rules of train.study.runs)
+    judge: Callable[[dict[str, Any]], str] | None = None  # details -> verdict (a re-label re-judges old records)
+    judged: Callable[[dict[str, Any]], list[dict]] | None = None  # details -> the intervals the verdict reads
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"claim '{self.id}': kind must be one of {KINDS}, not {self.kind!r}")
 
 
 CLAIMS: dict[str, Claim] = {}
@@ -89,19 +102,50 @@ def run_claim(claim_id: str, budget: Budget) -> dict[str, Any]:
         "paper_figure": claim.paper_figure, "figure": finding.figure, "value": finding.value, "low": finding.low,
         "high": finding.high, "verdict": finding.verdict, "rule": finding.rule, "details": finding.details,
         "curves": finding.curves, "bars": finding.bars, "budget": budget.name, "seeds": list(budget.seeds),
-        "cpu_minutes": (cpu_seconds() - start) / 60, "command": budget.command(claim.id)})
+        "cpu_minutes": (cpu_seconds() - start) / 60, "command": budget.command(claim.id),
+        "interval_method": finding.interval_method})
 
 
 def labelled(record: dict[str, Any]) -> dict[str, Any]:
-    """A record under the current labels and the registry's deviations: its rule's verdict is kept as
-    `rule_verdict` (first-round names mapped), and a claim whose premise is broken here is not testable at this
-    scale whatever the rule said."""
+    """A record under the current labels, rules and registry: its rule's verdict is re-judged from its details by the
+    claim's symmetric rule and kept as `rule_verdict` (first-round names mapped for claims without a judge); a claim
+    whose premise is broken here is not testable at this scale whatever the rule said. Adds the claim's kind,
+    smallest effect of interest, the interval method (round-1 records: t intervals) and the pilot's seed count."""
+    from train.study.power import ROUND_ONE_T
+
     claim = CLAIMS.get(record["id"])
     rule_verdict = record.get("rule_verdict", record["verdict"])
     rule_verdict = ROUND_ONE.get(rule_verdict, rule_verdict)
+    rule = re.sub(r"(?<![\w-])held(?![\w-])", "reproduced", record["rule"].replace("did not hold", "not reproduced"))
+    if claim is not None and claim.judge is not None:
+        rule_verdict, rule = claim.judge(record["details"]), claim.rule
     deviations = list(claim.deviations) if claim else record.get("deviations", [])
     premise = claim.broken_premise if claim else record.get("broken_premise", "")
     variant_of = claim.variant_of if claim else record.get("variant_of", "")
-    rule = re.sub(r"(?<![\w-])held(?![\w-])", "reproduced", record["rule"].replace("did not hold", "not reproduced"))
-    return {**record, "rule": rule, "rule_verdict": rule_verdict, "verdict": UNTESTABLE if premise else rule_verdict,
-            "deviations": deviations, "broken_premise": premise, "variant_of": variant_of}
+    keys = ("kind", "smallest_effect", "unit", "effect_why")
+    registry = {key: getattr(claim, key) for key in keys} if claim else {key: record.get(key) for key in keys}
+    return {**record, **registry, "rule": rule, "rule_verdict": rule_verdict,
+            "verdict": UNTESTABLE if premise else rule_verdict, "deviations": deviations, "broken_premise": premise,
+            "variant_of": variant_of, "interval_method": record.get("interval_method") or ROUND_ONE_T,
+            **pilot_plan(record, claim)}
+
+
+def pilot_plan(record: dict[str, Any], claim: Claim | None) -> dict[str, Any]:
+    """The pilot's SD and the seeds it implies for 80% power at the smallest effect of interest: the first record
+    that carried them keeps them (round 1 is the pilot); otherwise the spread of the intervals the verdict reads (the
+    largest, for claims judged on several). The seed count is worked out again from the pilot's SD each time, so it
+    follows the registry's smallest effect."""
+    if claim is None or claim.judged is None:
+        return {key: record.get(key) for key in ("pilot_sd", "seeds_needed")}
+    from train.study.power import seeds_needed
+
+    if record.get("pilot_sd") is not None:
+        return {"pilot_sd": record["pilot_sd"],
+                "seeds_needed": seeds_needed(record["pilot_sd"], claim.smallest_effect, claim.kind)}
+    plans = [(seeds_needed(iv.get("sd"), claim.smallest_effect, claim.kind), iv.get("sd"))
+             for iv in claim.judged(record["details"])]
+    plans = [plan for plan in plans if plan[0] is not None]
+    if not plans:
+        return {"pilot_sd": None, "seeds_needed": None}
+    needed, sd = max(plans)
+    return {"pilot_sd": sd, "seeds_needed": needed}

@@ -8,8 +8,16 @@ import statistics
 from pathlib import Path
 
 from train.study import Budget, Claim, Finding, register
-from train.study.runs import analysis_of, equivalence, eval_of, final_runs, show
-from train.sweep import Arm, final_value, interval, mean_curve, paired_interval, read_curve, steps_to_threshold
+from train.study.items import cider_items
+from train.study.power import (
+    HIERARCHICAL,
+    OVER_SEEDS,
+    bootstrap_interval,
+    item_rows,
+    seed_interval,
+)
+from train.study.runs import analysis_of, equivalence, final_item_gap, final_runs, show, superiority
+from train.sweep import Arm, final_value, interval, mean_curve, read_curve, steps_to_threshold
 
 SINGLE_FC = "single-fc-layer-adapter.txt"
 TERRAALIGN = "terraalign-thesis.txt"
@@ -22,27 +30,49 @@ def linear(k: int) -> Arm:
 MLP = Arm("mlp", [("caption", ['model.adapter="mlp"'])])
 
 
+K_MARGIN = 0.07  # nats of validation loss
+
+
 def k_tokens(budget: Budget) -> Finding:
     arms = [linear(1), linear(2), linear(5)]
     runs = final_runs(arms, budget)
     finals = {name: [final_value(folder) for folder in folders] for name, folders in runs.items()}
-    two, five = (paired_interval(finals[f"linear-k{k}"], finals["linear-k1"]) for k in (2, 5))
-    tolerance = 0.05 * statistics.fmean(finals["linear-k1"])
+    two, five = (final_item_gap(runs["linear-k1"], runs[f"linear-k{k}"]) for k in (2, 5))
     window = 3 if budget.name == "full" else 1
     ends = [statistics.fmean(read_curve(f)[1][-window:]) for folders in runs.values() for f in folders]
     threshold = 1.05 * max(ends)
     reached = {name: [steps_to_threshold(*read_curve(f), threshold, window) for f in folders]
                for name, folders in runs.items()}
     return Finding(
-        figure=f"final validation loss, k=2 minus k=1: {show(two)}; k=5 minus k=1: {show(five)} "
+        figure=f"final validation loss per item, k=2 minus k=1: {show(two)}; k=5 minus k=1: {show(five)} "
                f"({len(budget.seeds)} seeds, paired)",
-        value=five["mean"], low=five["low"], high=five["high"], verdict=equivalence([two, five], tolerance),
-        rule=f"reproduced if both paired 95% intervals lie within +-5% of k=1's loss (+-{tolerance:.3f}); not "
-             f"reproduced if "
-             "either lies wholly outside; otherwise inconclusive",
+        value=five["mean"], low=five["low"], high=five["high"], interval_method=HIERARCHICAL,
         details={"final_validation_loss": finals, "k2_minus_k1": two, "k5_minus_k1": five,
                  "loss_threshold": threshold, "steps_to_threshold": reached},
         curves={name: mean_curve(folders) for name, folders in runs.items()})
+
+
+def k_judged(details: dict) -> list[dict]:
+    return [details["k2_minus_k1"], details["k5_minus_k1"]]
+
+
+RANK_MARGIN = 0.5  # share of full rank
+
+
+def share_interval(details: dict) -> dict:
+    """The effective-rank share's interval (round-1 records: a t interval from the per-seed changes)."""
+    return details.get("share") or interval([c["effective_rank_share"] for c in details["change"]])
+
+
+def rank_verdict(details: dict) -> str:
+    """Equivalence to full rank: within RANK_MARGIN of a share of 1 (and numerically full-rank in every seed)."""
+    full = all(c["numerical_rank"] == c["full_rank"] for c in details["change"])
+    shares = share_interval(details)
+    if shares["high"] is not None and shares["high"] < 1 - RANK_MARGIN:
+        return "not reproduced"
+    if shares["low"] is not None and shares["low"] >= 1 - RANK_MARGIN and full:
+        return "reproduced"
+    return "inconclusive"
 
 
 def linear_rank(budget: Budget) -> Finding:
@@ -55,85 +85,94 @@ def linear_rank(budget: Budget) -> Finding:
         trained, start = load_adapter(folder / "adapter"), load_adapter(folder / "snapshots" / "step-0000000")
         changes.append(spectra_summary(trained, start)[0])
         weights.append(spectra_summary(trained)[0])
-    shares = interval([c["effective_rank_share"] for c in changes])
+    shares = seed_interval([c["effective_rank_share"] for c in changes])
     full_seeds = sum(c["numerical_rank"] == c["full_rank"] for c in changes)
-    full = full_seeds == len(changes)
-    verdict = ("reproduced" if full and shares["low"] is not None and shares["low"] >= 0.5 else
-               "not reproduced" if shares["high"] is not None and shares["high"] < 0.25 else "inconclusive")
     return Finding(
         figure=f"weight change since step 0: effective rank {show(shares, 2, signed=False)} of full rank "
                f"({changes[0]['full_rank']}); numerically full-rank in {full_seeds} of {len(changes)} seeds",
-        value=shares["mean"], low=shares["low"], high=shares["high"], verdict=verdict,
-        rule="reproduced if the change is numerically full-rank in every seed and the interval of its entropy "
-             "effective "
-             "rank (share of full rank) starts at 0.5 or more; not reproduced if it ends below 0.25; otherwise "
-             "inconclusive. The trained weight itself starts from a random, full-rank matrix, so the change is what "
-             "training did",
-        details={"change": changes, "weights": [{k: v for k, v in w.items() if k != "singular_values"}
-                                                for w in weights]})
+        value=shares["mean"], low=shares["low"], high=shares["high"], interval_method=OVER_SEEDS,
+        details={"change": changes, "share": shares,
+                 "weights": [{k: v for k, v in w.items() if k != "singular_values"} for w in weights]})
+
+
+COSINE_MARGIN = 0.036  # cosine
+
+
+def cosine_gap(details: dict) -> dict:
+    records = details["per_seed"]
+    return details.get("gap") or interval([r["max_cosine"]["mean"] - r["random_baseline"]["mean"] for r in records])
 
 
 def max_cosine(budget: Budget) -> Finding:
     records = [analysis_of(folder, budget) for folder in final_runs([linear(1)], budget)["linear-k1"]]
-    gaps = interval([r["cosines"]["max_cosine"]["mean"] - r["cosines"]["random_baseline"]["mean"] for r in records])
-    baseline = statistics.fmean(r["cosines"]["random_baseline"]["mean"] for r in records)
-    best = statistics.fmean(r["cosines"]["max_cosine"]["mean"] for r in records)
+    cosines = [r["cosines"] for r in records]
+    gaps = seed_interval([c["max_cosine"]["mean"] - c["random_baseline"]["mean"] for c in cosines])
+    baseline = statistics.fmean(c["random_baseline"]["mean"] for c in cosines)
+    best = statistics.fmean(c["max_cosine"]["mean"] for c in cosines)
     return Finding(
         figure=f"mean best cosine of image tokens {best:.3f} vs random vectors {baseline:.3f}; difference "
                f"{show(gaps)}",
-        value=gaps["mean"], low=gaps["low"], high=gaps["high"],
-        verdict=equivalence([gaps], 0.25 * baseline),
-        rule=f"reproduced if the interval of (image - random) lies within +-25% of the random baseline "
-             f"(+-{0.25 * baseline:.3f}); not reproduced if wholly outside; otherwise inconclusive",
-        details={"per_seed": [r["cosines"] for r in records]})
+        value=gaps["mean"], low=gaps["low"], high=gaps["high"], interval_method=OVER_SEEDS,
+        details={"per_seed": cosines, "gap": gaps})
+
+
+NEAREST_SMALLEST = 0.5  # CIDEr
+
+
+def nearest_verdict(details: dict) -> str:
+    real, nearest = (statistics.fmean(details["cider"][mode]) for mode in ("real", "nearest"))
+    verdict = superiority(details["drop"], NEAREST_SMALLEST)
+    if real < 0.1 or (verdict == "reproduced" and nearest > 0.5 * real):
+        return "inconclusive"
+    return verdict
 
 
 def nearest_substitution(budget: Budget) -> Finding:
     folders = final_runs([linear(1)], budget)["linear-k1"]
-    scores = {mode: [eval_of(folder, budget, mode)["caption"]["cider"] for folder in folders]
-              for mode in ("real", "nearest", "none")}
-    drop = paired_interval(scores["real"], scores["nearest"])
-    real = statistics.fmean(scores["real"])
-    nearest = statistics.fmean(scores["nearest"])
-    if real < 0.1:
-        verdict = "inconclusive"
-    elif drop["low"] is not None and drop["low"] > 0 and nearest <= 0.5 * real:
-        verdict = "reproduced"
-    elif drop["high"] is not None and drop["high"] < 0.1 * real:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
+    items = {mode: [cider_items(folder, budget, mode) for folder in folders] for mode in ("real", "nearest", "none")}
+    scores = {mode: [statistics.fmean(per_item) for per_item in by_seed] for mode, by_seed in items.items()}
+    drop = bootstrap_interval([item_rows(real, near) for real, near in zip(items["real"], items["nearest"])])
+    real, nearest = statistics.fmean(scores["real"]), statistics.fmean(scores["nearest"])
     return Finding(
         figure=f"CIDEr real {real:.3f}, nearest-token {nearest:.3f}, no image {statistics.fmean(scores['none']):.3f};"
                f" drop {show(drop)}",
-        value=drop["mean"], low=drop["low"], high=drop["high"], verdict=verdict,
-        rule="inconclusive while captions from the real tokens score below CIDEr 0.1; reproduced if the paired drop's "
-             "interval is above 0 and nearest-token captions keep at most half the score; not reproduced if the drop's "
-             "interval ends below 10% of the real score",
+        value=drop["mean"], low=drop["low"], high=drop["high"], interval_method=HIERARCHICAL,
         details={"cider": scores, "drop": drop})
 
 
-COMPONENTS_RULE = ("reproduced if the interval of the component count starts at 10 or more and two components hold "
-                   "under "
-                   "half the variance (too many for a 2-D picture); not reproduced if 3 or fewer are needed or two "
-                   "hold "
-                   "80%; otherwise inconclusive")
+COMPONENTS_SMALLEST = 8.0  # components beyond the two a 2-D plot shows
+COMPONENTS_RULE = ("superiority of the count over the 2 components a 2-D plot shows: reproduced if the interval of "
+                   "the component count lies above 2 and the first two components hold under half the variance; not "
+                   "reproduced if it lies wholly below 10 (2 plus the smallest effect of interest, 8); otherwise "
+                   "inconclusive")
+
+
+def components_verdict(count: dict, first_two_share: float) -> str:
+    """The count's superiority over 2 components at the smallest effect of interest, with the first-two guard."""
+    shifted = {**count, "low": count["low"] if count["low"] is None else count["low"] - 2,
+               "high": count["high"] if count["high"] is None else count["high"] - 2}
+    verdict = superiority(shifted, COMPONENTS_SMALLEST)
+    return "inconclusive" if verdict == "reproduced" and first_two_share >= 0.5 else verdict
 
 
 def components_of(folders: list[Path], budget: Budget) -> dict:
     """Components for 80% of the image tokens' variance over the seeds' runs: interval, first-two share, verdict."""
     records = [analysis_of(folder, budget)["components_for_80_percent"] for folder in folders]
-    counts = interval([float(r["pooled"]) for r in records])
+    counts = seed_interval([float(r["pooled"]) for r in records])
     two = statistics.fmean(r["first_two_share"] for r in records)
     spread = [r["largest_over_median_norm"]["mean"] for r in records if "largest_over_median_norm" in r]
-    if counts["low"] is not None and counts["low"] >= 10 and two < 0.5:
-        verdict = "reproduced"
-    elif counts["mean"] <= 3 or two >= 0.8:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
-    return {"count": counts, "first_two_share": two, "verdict": verdict, "per_seed": records,
+    return {"count": counts, "first_two_share": two, "verdict": components_verdict(counts, two), "per_seed": records,
             "largest_over_median_norm": statistics.fmean(spread) if spread else None}
+
+
+def components_count(details: dict) -> dict:
+    """The mlp's component count (round-1 records: a t interval from the per-seed counts)."""
+    return details.get("count") or interval([float(r["pooled"]) for r in details["per_seed"]])
+
+
+def components_judge(details: dict) -> str:
+    return components_verdict(components_count(details),
+                              statistics.fmean(r["first_two_share"] for r in details["per_seed"]))
 
 
 def norm_spread(found: dict) -> str:
@@ -148,13 +187,19 @@ def components(budget: Budget) -> Finding:
     return Finding(
         figure=f"mlp adapter: {show(counts, 1, signed=False)} components for 80% of the image tokens' variance; "
                f"the first two hold {found['first_two_share']:.0%}{norm_spread(found)}",
-        value=counts["mean"], low=counts["low"], high=counts["high"], verdict=found["verdict"], rule=COMPONENTS_RULE,
-        details={"per_seed": found["per_seed"]})
+        value=counts["mean"], low=counts["low"], high=counts["high"], interval_method=OVER_SEEDS,
+        details={"per_seed": found["per_seed"], "count": counts})
 
 
 register(Claim("k-tokens", SINGLE_FC, "Results: k = 1, 2, 5 adapters",
                "adapters emitting k = 1, 2 and 5 pseudo-tokens reach nearly the same loss",
                "\"All three adapters (k=1,2,5) attained nearly identical training losses\"", k_tokens,
+               kind="equivalence", smallest_effect=K_MARGIN, unit="nats",
+               effect_why="5% of k=1's validation loss (1.43 in round 1): the paper's 'nearly identical'",
+               rule=f"equivalence: reproduced if both paired 95% intervals (k=2 minus k=1 and k=5 minus k=1 final "
+                    f"validation loss) lie inside +-{K_MARGIN} nats; not reproduced if either lies wholly outside; "
+                    "otherwise inconclusive",
+               judge=lambda details: equivalence(k_judged(details), K_MARGIN), judged=k_judged,
                deviations=(
                    "EfficientNet-Lite0's pooled 1280-d features into 576-d SmolLM2 tokens; the paper put a 1024-d "
                    "CLIP vector into 4096-d Mistral-7B tokens",
@@ -166,6 +211,14 @@ register(Claim("k-tokens", SINGLE_FC, "Results: k = 1, 2, 5 adapters",
 register(Claim("linear-full-rank", SINGLE_FC, "Results: eigenvalues of the k = 1 matrix",
                "the learned single-token linear adapter is near full rank",
                "\"the learned single-token matrix is very nearly full-rank\"", linear_rank,
+               kind="equivalence", smallest_effect=RANK_MARGIN, unit="share of full rank",
+               effect_why="half the dimensions carry weight: round 1's cut-off, not yet set against random matrices "
+                          "(a Gaussian about 0.93, a random rank-400 one about 0.59)",
+               rule="equivalence to full rank: reproduced if the change since step 0 is numerically full-rank in "
+                    "every seed and the interval of its entropy effective rank (share of full rank) lies within 0.5 "
+                    "of 1; not reproduced if it lies wholly below 0.5; otherwise inconclusive. The trained weight "
+                    "starts from a random full-rank matrix, so the change is what training did",
+               judge=rank_verdict, judged=lambda details: [share_interval(details)],
                deviations=(
                    "400 cached training inputs optimised with Adam, under which any update is numerically full rank",
                    "the 0.5 effective-rank cut-off has no null reference (random Gaussian or random low-rank "
@@ -174,6 +227,13 @@ register(Claim("linear-full-rank", SINGLE_FC, "Results: eigenvalues of the k = 1
 register(Claim("max-cosine-random", SINGLE_FC, "Table III and the text after it",
                "image tokens are about as close to the vocabulary as random vectors",
                "every image token's cosine to the vocabulary < 0.08; random Gaussian vector's best 0.0637", max_cosine,
+               kind="equivalence", smallest_effect=COSINE_MARGIN, unit="cosine",
+               effect_why="25% of the random baseline (0.144 here): the paper's image tokens (< 0.08) sat within "
+                          "about 25% of its random vector's 0.0637",
+               rule=f"equivalence: reproduced if the interval of (image minus random) best cosine lies inside "
+                    f"+-{COSINE_MARGIN}; not reproduced if it lies wholly outside; otherwise inconclusive",
+               judge=lambda details: equivalence([cosine_gap(details)], COSINE_MARGIN),
+               judged=lambda details: [cosine_gap(details)],
                deviations=(
                    "SmolLM2-135M's vocabulary (49,152 tokens, 576-d) instead of Mistral-7B's; the random baseline is "
                    "recomputed for it",
@@ -182,6 +242,14 @@ register(Claim("max-cosine-random", SINGLE_FC, "Table III and the text after it"
 register(Claim("nearest-token-destroys", SINGLE_FC, "Results: replacing the pseudo-token",
                "replacing each image token by its nearest vocabulary token destroys the caption",
                "\"eliminates the model's ability to summarize the image\" (qualitative)", nearest_substitution,
+               kind="superiority", smallest_effect=NEAREST_SMALLEST, unit="CIDEr",
+               effect_why="half of what real tokens score (CIDEr about 1 in round 1): a caption that keeps half its "
+                          "score is damaged, not destroyed",
+               rule=f"superiority of the CIDEr drop (real minus nearest-token, paired): inconclusive while captions "
+                    f"from the real tokens score below CIDEr 0.1; not reproduced if the drop's interval lies wholly "
+                    f"below {NEAREST_SMALLEST}; reproduced if it lies above 0 and nearest-token captions keep at most "
+                    "half the real score; otherwise inconclusive",
+               judge=nearest_verdict, judged=lambda details: [details["drop"]],
                deviations=(
                    "CIDEr-D of captions of synthetic shapes images instead of the paper's qualitative examples",
                    "SmolLM2-135M instead of Mistral-7B")))
@@ -189,6 +257,10 @@ register(Claim("components-80", TERRAALIGN, "Analysis - Simple Adapter / Self-at
                "many principal components are needed for 80% of the image tokens' variance (2-D plots lose most)",
                "68 components (simple MLP adapter, after fine-tuning; the first two hold 15%); 14 (attention) and 33 "
                "(query) after pre-training", components,
+               kind="superiority", smallest_effect=COMPONENTS_SMALLEST, unit="components",
+               effect_why="10 components in all: under the thesis's smallest count (14, attention) yet five times "
+                          "what a 2-D plot shows",
+               rule=COMPONENTS_RULE, judge=components_judge, judged=lambda details: [components_count(details)],
                deviations=(
                    "PCA of the image tokens alone, un-normalised; the thesis ran PCA on image and caption-text "
                    "tokens together",

@@ -46,6 +46,22 @@ def load_claims() -> None:
         importlib.import_module(f"train.study.{module}")
 
 
+def plan_lines(published: Path, claims: list[str]) -> list[str]:
+    """Per claim: its kind, the pilot's per-seed SD (the published record's details), its smallest effect of interest
+    and the seeds needed for 80% power; a claim without a published record has no pilot."""
+    records = {record["id"]: record for record in json.loads(published.read_text())["claims"]} \
+        if published.is_file() else {}
+    lines = [f"{'claim':26} {'kind':12} {'pilot SD':>10} {'smallest':>9} {'seeds run':>9} {'seeds needed':>12}"]
+    for claim_id in claims:
+        claim = CLAIMS[claim_id]
+        record = labelled(records[claim_id]) if claim_id in records else {}
+        sd, needed = record.get("pilot_sd"), record.get("seeds_needed")
+        lines.append(f"{claim_id:26} {claim.kind:12} {'-' if sd is None else f'{sd:.4g}':>10} "
+                     f"{claim.smallest_effect:>9g} {len(record.get('seeds', [])) or '-':>9} "
+                     f"{needed or '-':>12}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     load_claims()
     parser = argparse.ArgumentParser(prog="python -m train study", description=__doc__)
@@ -55,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for findings.md/json and plots (default docs, or ROOT/docs with --tiny)")
     parser.add_argument("--root", help="folder of the runs (default runs/study, or runs/study-tiny with --tiny)")
     parser.add_argument("--list", action="store_true", help="list the registered claims and stop")
+    parser.add_argument("--plan", action="store_true",
+                        help="print each claim's pilot SD (from findings.json), smallest effect of interest and the "
+                             "seeds for 80%% power (runs nothing)")
     parser.add_argument("--relabel", action="store_true",
                         help="write the report again from findings.json under the current labels and deviations "
                              "(runs nothing)")
@@ -62,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for claim in CLAIMS.values():
             print(f"{claim.id}: {claim.statement} ({claim.seed}, {claim.section})")
+        return 0
+    if args.plan:
+        print("\n".join(plan_lines(Path(args.out or "docs") / "findings.json", args.claims or list(CLAIMS))))
         return 0
     unknown = [c for c in args.claims if c not in CLAIMS]
     if unknown:

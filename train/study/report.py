@@ -26,6 +26,8 @@ def merged(out: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         before = by_id.get(record["id"])
         if before and (before["budget"], before["seeds"]) == (record["budget"], record["seeds"]):
             record = {**record, "cpu_minutes": max(before["cpu_minutes"], record["cpu_minutes"])}
+        if before and before.get("pilot_sd") is not None and before["budget"] == record["budget"]:
+            record = {**record, "pilot_sd": before["pilot_sd"], "seeds_needed": before.get("seeds_needed")}
         by_id[record["id"]] = record
     return list(by_id.values())
 
@@ -116,20 +118,22 @@ def markdown(records: list[dict[str, Any]], plots: dict[str, str]) -> str:
              "families trained on one recipe and shipped are compared in [families.md](families.md).", "",
              "Budget `full`: a run trains 300 steps of batch 8 on 400 shapes training images (lr 1e-3; an LLM, if any, "
              "frozen), validates on 40 and is evaluated on 50 held-out images; claims add their stages, questions and "
-             "options (`train/study/cli.py`, `train/study/arms.py`). Seed s gives every arm the same data order, so "
-             "intervals are paired 95% t intervals over the seeds. Seed papers: `../shared/seeds/` (TerraAlign is "
-             "terraalign-thesis.txt, single-FC single-fc-layer-adapter.txt).", ""]
+             "options (`train/study/cli.py`, `train/study/arms.py`). Seed s gives every arm the same data order and "
+             "the same test items, so intervals are paired. Seed papers: `../shared/seeds/` (TerraAlign is "
+             "terraalign-thesis.txt, single-FC single-fc-layer-adapter.txt).", "", *RULES_NOTE, "",
+             multiplicity(records), ""]
     if any(record["budget"] == "tiny" for record in records):
         lines += [f"> {TINY_NOTE}", ""]
-    lines += ["| claim | seed, section | paper | ours | verdict | budget | CPU min | command |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| claim | seed, section | paper | ours | verdict | smallest effect | seeds: run / pilot-implied | "
+              "budget | CPU min | command |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
         cells = [r["id"], f"{r['seed']}, {r['section']}", r["paper_figure"], r["figure"], f"**{r['verdict']}**",
+                 f"{r.get('kind') or '?'}, {effect(r)}", f"{len(r['seeds'])} / {r.get('seeds_needed') or '?'}",
                  f"{r['budget']}, seeds {r['seeds']}", f"{r['cpu_minutes']:.1f}", f"`{r['command']}`"]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     for r in records:
         lines += ["", f"## {r['id']}: {r['statement']}", "", f"- Paper ({r['seed']}, {r['section']}): "
-                  f"{r['paper_figure']}", f"- Ours: {r['figure']}", *verdict_lines(r),
+                  f"{r['paper_figure']}", f"- Ours: {r['figure']}", *verdict_lines(r), *power_lines(r),
                   f"- Budget: {r['budget']}, seeds {r['seeds']}, {r['cpu_minutes']:.1f} CPU minutes; `{r['command']}`"]
         if r["id"] in plots:
             lines += ["", f"![{r['id']}]({plots[r['id']]})"]
@@ -147,6 +151,62 @@ def verdict_lines(record: dict[str, Any]) -> list[str]:
         lines.append("- Deviations from the paper's setup:")
         lines += [f"  - {deviation}" for deviation in record["deviations"]]
     return lines
+
+
+RULES_NOTE = (
+    "Each claim states in the registry, before it runs, whether it is a superiority claim (the paper says one arm is "
+    "better, by a size), a direction claim (a sign without a size) or an equivalence claim, and its smallest effect "
+    "of interest in the figure's unit (for equivalence, the margin). The rules are symmetric: a superiority or "
+    "direction claim is reproduced when its interval lies above 0 and not reproduced when it lies wholly below the "
+    "smallest effect of interest (an effect of the size that matters is ruled out, even where a smaller one is "
+    "real); an equivalence claim is reproduced when its interval lies inside +-margin and not reproduced when it "
+    "lies wholly outside; anything else is inconclusive. Claim-specific guards (named in each rule) can only make a "
+    "verdict inconclusive.",
+    "",
+    "Intervals are 95% percentile bootstraps (numpy, fixed resampling seed) over seeds and test items together: "
+    "seeds are resampled, then items within each resampled seed, paired by seed and item where two arms share them "
+    "(per-caption CIDEr-D, per-question exact match). A figure recorded once per seed (final validation loss, feature "
+    "MSE, steps to a threshold, analyses) is bootstrapped over seeds alone. First-round records keep their Student-t "
+    "intervals over seeds until re-run; each claim names its interval method. The pilot-implied seed count is the "
+    "number of seeds for 80% power to decide the claim at its smallest effect of interest at the 95% level, from the "
+    "first round's per-seed SD (`python -m train study --plan` prints it and runs nothing).")
+
+
+def effect(record: dict[str, Any]) -> str:
+    value = record.get("smallest_effect")
+    return "not set" if value is None else f"{value:g} {record.get('unit') or ''}".rstrip()
+
+
+def power_lines(record: dict[str, Any]) -> list[str]:
+    """The claim's kind and smallest effect of interest with its reason, the seeds run and those its pilot implies,
+    and the interval method."""
+    sd = record.get("pilot_sd")
+    pilot = "no pilot SD" if sd is None else f"pilot SD {sd:.3g} per seed"
+    return [f"- Claim kind: {record.get('kind') or 'not set'}; smallest effect of interest: {effect(record)} "
+            f"({record.get('effect_why') or 'not set'})",
+            f"- Seeds: {len(record['seeds'])} run; {record.get('seeds_needed') or 'unknown'} for 80% power at the "
+            f"smallest effect ({pilot})",
+            f"- Intervals: {record.get('interval_method') or 'not recorded'}"]
+
+
+def multiplicity(records: list[dict[str, Any]]) -> str:
+    """How many 95% intervals the report gives and how many would exclude their null by chance alone."""
+    from train.study.power import intervals_in
+
+    given = sum(len({(iv["mean"], iv["low"], iv["high"]) for iv in intervals_in([r.get("details"), r.get("bars")])})
+                for r in records)  # an interval shown twice (a cell and its bar) is counted once
+    judged = sum(len(judged_of(r)) for r in records)
+    return (f"Multiplicity: this report gives {given} intervals at 95% (in the figures, details and plots; {judged} "
+            f"of them decide verdicts). Were every null true, about {0.05 * given:.1f} of them ({0.05 * judged:.1f} of "
+            "those deciding verdicts) would exclude it by chance alone; no correction is applied, so a single "
+            "verdict resting on one interval near its bound is weak evidence.")
+
+
+def judged_of(record: dict[str, Any]) -> list[dict]:
+    from train.study import CLAIMS
+
+    claim = CLAIMS.get(record["id"])
+    return claim.judged(record["details"]) if claim is not None and claim.judged is not None else []
 
 
 def write_report(records: list[dict[str, Any]], out: Path) -> Path:

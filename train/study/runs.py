@@ -10,7 +10,8 @@ from typing import Any
 
 from train.config import TrainConfig, load_config
 from train.study import Budget
-from train.sweep import Arm, final_value, paired_interval, read_curve, run_sweep, steps_to_threshold
+from train.study.power import bootstrap_interval, item_rows, paired_seed_interval
+from train.sweep import Arm, final_value, read_curve, run_sweep, steps_to_threshold
 
 
 def seed_runs(arms: list[Arm], budget: Budget) -> dict[str, list[list[Path]]]:
@@ -75,31 +76,37 @@ def show(iv: dict, digits: int = 3, signed: bool = True) -> str:
     return f"{iv['mean']:{form}} [{iv['low']:{form}}, {iv['high']:{form}}]"
 
 
-def equivalence(intervals: list[dict], tolerance: float) -> str:
-    """reproduced: every interval inside +-tolerance; not reproduced: one lies wholly outside; else inconclusive."""
-    if any(iv["low"] is not None and (iv["low"] > tolerance or iv["high"] < -tolerance) for iv in intervals):
+def equivalence(intervals: list[dict], margin: float) -> str:
+    """Equivalence: reproduced when every interval lies inside +-margin; not reproduced when one lies wholly outside;
+    otherwise inconclusive."""
+    if any(iv["low"] is not None and (iv["low"] > margin or iv["high"] < -margin) for iv in intervals):
         return "not reproduced"
-    if all(iv["low"] is not None and -tolerance <= iv["low"] and iv["high"] <= tolerance for iv in intervals):
+    if all(iv["low"] is not None and -margin <= iv["low"] and iv["high"] <= margin for iv in intervals):
         return "reproduced"
     return "inconclusive"
 
 
-def direction(iv: dict, margin: float = 0.0) -> str:
-    """reproduced: the interval lies above `margin`; not reproduced: it lies at or below 0; else inconclusive."""
-    if iv["low"] is not None and iv["low"] > margin:
-        return "reproduced"
-    if iv["high"] is not None and iv["high"] <= 0:
+def superiority(iv: dict, smallest: float) -> str:
+    """Superiority (or a direction): not reproduced when the interval lies wholly below the smallest effect of
+    interest (an effect of the size that matters is ruled out, even if a smaller one is real); reproduced when it
+    lies above 0; otherwise inconclusive."""
+    if iv["high"] is not None and iv["high"] < smallest:
         return "not reproduced"
+    if iv["low"] is not None and iv["low"] > 0:
+        return "reproduced"
     return "inconclusive"
 
 
-def paired_verdict(primary: dict, secondary: dict) -> str:
-    """reproduced: the primary interval lies above 0 and the secondary one does not lie at or below 0; not
-    reproduced: the primary interval lies at or below 0; otherwise inconclusive."""
-    first = direction(primary)
-    if first == "reproduced" and direction(secondary) != "not reproduced":
-        return "reproduced"
-    return "not reproduced" if first == "not reproduced" else "inconclusive"
+def reversed_(iv: dict) -> bool:
+    """Whether an interval lies at or below 0 (a guard: the secondary figure must not go the other way)."""
+    return iv["high"] is not None and iv["high"] <= 0
+
+
+def paired_verdict(primary: dict, secondary: dict, smallest: float) -> str:
+    """The primary interval's superiority verdict, except that it is inconclusive rather than reproduced when the
+    secondary interval lies at or below 0."""
+    first = superiority(primary, smallest)
+    return "inconclusive" if first == "reproduced" and reversed_(secondary) else first
 
 
 def combined(verdicts: list[str]) -> str:
@@ -109,10 +116,20 @@ def combined(verdicts: list[str]) -> str:
     return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
 
 
+def final_item_gap(first: list[Path], second: list[Path]) -> dict[str, Any]:
+    """Hierarchical bootstrap of the mean per-item final validation loss, second - first, paired by seed and item
+    (train.validation.item_losses, computed once per run)."""
+    from train.validation import item_losses
+
+    return bootstrap_interval([item_rows(item_losses(b), item_losses(a)) for a, b in zip(first, second)])
+
+
 def convergence(first: list[Path], second: list[Path], key: str = "val_loss") -> dict[str, Any]:
     """Paired comparison of two arms' runs (seed by seed): final `key`, and steps until `key` reaches a threshold
     every run reaches (5% above the worst final value); a run that never reaches it counts one logging interval
-    past its last step. Differences are second - first (positive: the first is lower or faster)."""
+    past its last step. Differences are second - first (positive: the first is lower or faster). The final gap's
+    interval is over seeds and validation items (per-item losses of the final adapters; over seeds alone for runs
+    that cannot be rebuilt); the steps' over seeds. Each interval names its method."""
     curves = [[read_curve(folder, key) for folder in folders] for folders in (first, second)]
     finals = [[final_value(folder, key) for folder in folders] for folders in (first, second)]
     threshold = 1.05 * max(finals[0] + finals[1])
@@ -122,5 +139,9 @@ def convergence(first: list[Path], second: list[Path], key: str = "val_loss") ->
         return float(curve[0][-1] if reached is None else reached)
 
     reached = [[steps(curve) for curve in arm] for arm in curves]
-    return {"final": finals, "final_gap": paired_interval(finals[1], finals[0]), "threshold": threshold,
-            "steps_to_threshold": reached, "steps_gap": paired_interval(reached[1], reached[0])}
+    try:
+        final_gap = final_item_gap(first, second)
+    except FileNotFoundError:  # a run without its config.json: one number per seed
+        final_gap = paired_seed_interval(finals[1], finals[0])
+    return {"final": finals, "final_gap": final_gap, "threshold": threshold,
+            "steps_to_threshold": reached, "steps_gap": paired_seed_interval(reached[1], reached[0])}
