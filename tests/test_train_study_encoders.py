@@ -9,6 +9,7 @@ import pytest
 from study_helpers import tiny_study
 
 from train.study import VERDICTS, run_claim
+from train.study.power import HIERARCHICAL
 
 pytestmark = pytest.mark.slow  # the packaged EfficientNet-Lite0 and DINOv2-small run (and one trains) on 224 px images
 
@@ -33,6 +34,10 @@ def test_multistage_fusion_sets_every_version_against_the_last_map_alone(budget)
                                                                                    mse["distil-v1"])))
     import json
 
+    items = json.loads((budget.root / "runs" / "distil-v1" / "seed-0" / "0-align" / "feature_mse_items.json")
+                       .read_text())
+    assert statistics.fmean(items) == pytest.approx(mse["distil-v1"][0], rel=1e-5)  # per image, averaging to it
+    assert record["interval_method"] == HIERARCHICAL
     single = json.loads((budget.root / "runs" / "distil-single" / "seed-0" / "0-align" / "adapter" / "config.json")
                         .read_text())
     assert single["stages"] == [3] and single["llm"] == "dinov2-small"

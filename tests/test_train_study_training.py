@@ -68,6 +68,7 @@ def test_drift_reads_every_epoch_snapshot_of_the_shared_align_run(budget):
     assert all(-1 <= row["caption_cosine"] <= 1 for rows in per_seed for row in rows)
     steps, values = record["curves"]["to own caption's tokens"]
     assert steps == [0, 1, 2, 3, 4] and round(values[0], 3) in numbers_in(record["figure"])
+    assert record["interval_method"] == HIERARCHICAL and "caption_cosine_items" not in per_seed[0][0]
     assert record["value"] == pytest.approx(sum(r[-1]["caption_cosine"] - r[0]["caption_cosine"]
                                                 for r in per_seed) / 2)
 

@@ -259,3 +259,16 @@ def caption_item_scores(predictions: list[str], references: list[list[str]]) -> 
 def answer_matches(answer: str, label: str) -> bool:
     """The VQA exact match compute_metrics counts: the normalised answer equals the normalised label."""
     return normalise_answer(answer) == normalise_answer(label)
+
+
+def feature_errors(config: TrainConfig) -> list[float]:
+    """Each evaluation image's MSE to the teacher's tokens (the per-image values whose mean is feature_mse's) for the
+    run's distilled adapter; nothing is written."""
+    from vlm_demo.adapters import adapter_for
+    from vlm_demo.encoders import build_encoder
+
+    checkpoint = Checkpoint.resolve(Path(config.output_dir) / "adapter")
+    encoder, teacher = checkpoint.vision_encoder(), build_encoder(config.align.teacher)
+    adapter = adapter_for(encoder, teacher.name, teacher.embed_dim, checkpoint=checkpoint)
+    images = {s.image_id: s for s in gather_samples(config.data.eval, "test")}.values()
+    return [feature_mse(encoder, adapter, teacher, [sample])["mse_mean"] for sample in images]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from train.config import load_config
 from train.study import Budget, Claim, Finding, register
-from train.study.power import OVER_SEEDS, paired_seed_interval
+from train.study.items import mse_items
+from train.study.power import HIERARCHICAL, bootstrap_interval, item_rows
 from train.study.runs import combined, eval_of, final_runs, show, superiority, toml_value
 from train.sweep import Arm, mean_curve
 
@@ -36,6 +37,12 @@ def feature_mse(folders: list[Path], budget: Budget) -> list[float]:
     return [eval_of(folder, budget, "real", *DISTILLATION)["feature_mse"]["mse_mean"] for folder in folders]
 
 
+def mse_gap(first: list[Path], second: list[Path], budget: Budget) -> dict:
+    """first minus second test feature MSE, bootstrapped over seeds and images (paired by seed and image)."""
+    return bootstrap_interval([item_rows(mse_items(a, budget, *DISTILLATION), mse_items(b, budget, *DISTILLATION))
+                               for a, b in zip(first, second)])
+
+
 def multistage_fusion(budget: Budget) -> Finding:
     """Multistage v1-v4 (all four stage maps) against the same v1 reading only the last map, frozen encoder. Full
     budget: 5 distillation runs per seed, no LLM (v4's is shared with encoder-training)."""
@@ -43,12 +50,12 @@ def multistage_fusion(budget: Budget) -> Finding:
             *(distil(f"distil-{v}", budget, v) for v in ("v1", "v2", "v3", "v4"))]
     runs = final_runs(arms, budget)
     mse = {name: feature_mse(folders, budget) for name, folders in runs.items()}
-    gaps = {v: paired_seed_interval(mse["distil-single"], mse[f"distil-{v}"]) for v in ("v1", "v2", "v3", "v4")}
+    gaps = {v: mse_gap(runs["distil-single"], runs[f"distil-{v}"], budget) for v in ("v1", "v2", "v3", "v4")}
     means = ", ".join(f"{name.removeprefix('distil-')} {statistics.fmean(v):.4f}" for name, v in mse.items())
     return Finding(
         figure=f"test feature MSE to {TEACHER}'s tokens: {means}; single minus v1 {show(gaps['v1'], 4)}, single "
                f"minus v4 {show(gaps['v4'], 4)}",
-        value=gaps["v1"]["mean"], low=gaps["v1"]["low"], high=gaps["v1"]["high"], interval_method=OVER_SEEDS,
+        value=gaps["v1"]["mean"], low=gaps["v1"]["low"], high=gaps["v1"]["high"], interval_method=HIERARCHICAL,
         details={"feature_mse": mse, "single_minus": gaps, "curve_axes": ("step", "validation MSE")},
         curves={name: mean_curve(folders, "val_loss") for name, folders in runs.items()})
 
@@ -68,18 +75,19 @@ def encoder_training(budget: Budget) -> Finding:
             "sequential": sequential}
     runs = final_runs(list(arms.values()), budget)
     mse = {name: feature_mse(runs[arm.name], budget) for name, arm in arms.items()}
-    gaps = {"frozen minus joint": paired_seed_interval(mse["frozen"], mse["joint"]),
-            "frozen for as long minus sequential": paired_seed_interval(mse[f"frozen, {2 * steps} steps"],
-                                                                   mse["sequential"]),
-            "frozen minus sequential": paired_seed_interval(mse["frozen"], mse["sequential"]),
-            "joint minus sequential": paired_seed_interval(mse["joint"], mse["sequential"])}
+    folders = {name: runs[arm.name] for name, arm in arms.items()}
+    gaps = {"frozen minus joint": mse_gap(folders["frozen"], folders["joint"], budget),
+            "frozen for as long minus sequential": mse_gap(folders[f"frozen, {2 * steps} steps"],
+                                                           folders["sequential"], budget),
+            "frozen minus sequential": mse_gap(folders["frozen"], folders["sequential"], budget),
+            "joint minus sequential": mse_gap(folders["joint"], folders["sequential"], budget)}
     means = ", ".join(f"{name} {statistics.fmean(values):.4f}" for name, values in mse.items())
     first, matched = gaps["frozen minus joint"], gaps["frozen for as long minus sequential"]
     return Finding(
         figure=f"test feature MSE to {TEACHER}'s tokens (v4): {means}; frozen minus joint {show(first, 4)}; frozen "
                f"for {2 * steps} steps minus sequential {show(matched, 4)}; joint minus sequential "
                f"{show(gaps['joint minus sequential'], 4)}",
-        value=first["mean"], low=first["low"], high=first["high"], interval_method=OVER_SEEDS,
+        value=first["mean"], low=first["low"], high=first["high"], interval_method=HIERARCHICAL,
         details={"feature_mse": mse, "gaps": gaps,
                  "curve_axes": ("adapter step (sequential continues the joint run)", "validation MSE")},
         curves={name: shifted(mean_curve(runs[arm.name], "val_loss"), steps if arm is sequential else 0)

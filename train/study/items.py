@@ -1,6 +1,7 @@
 """Per-item scores of a study run's evaluation, for the bootstrap over seeds and test items: each caption's CIDEr-D
 and each question's exact match, read from the answers the evaluation kept (`<results>_predictions.jsonl`) against
-the evaluation samples' references and labels (gathered again, in the same order)."""
+the evaluation samples' references and labels (gathered again, in the same order), and each image's feature MSE
+to a teacher's tokens."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def vqa_items(folder: Path, budget: Budget, *extra: str) -> list[tuple[str, floa
 
     return [(s.qtype, float(answer_matches(a, s.label))) for s, a in answered(folder, budget, "real", *extra)
             if s.task == "vqa"]
+
+
+def mse_items(folder: Path, budget: Budget, *extra: str) -> list[float]:
+    """Each evaluation image's feature MSE to the teacher's tokens (computed once: feature_mse_items.json)."""
+    from train.evaluate import feature_errors
+
+    kept = folder / "feature_mse_items.json"
+    if not kept.is_file():
+        kept.write_text(json.dumps(feature_errors(run_config(folder, budget, *extra))))
+    return json.loads(kept.read_text())

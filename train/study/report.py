@@ -165,11 +165,12 @@ RULES_NOTE = (
     "",
     "Intervals are 95% percentile bootstraps (numpy, fixed resampling seed) over seeds and test items together: "
     "seeds are resampled, then items within each resampled seed, paired by seed and item where two arms share them "
-    "(per-caption CIDEr-D, per-question exact match). A figure recorded once per seed (final validation loss, feature "
-    "MSE, steps to a threshold, analyses) is bootstrapped over seeds alone. First-round records keep their Student-t "
-    "intervals over seeds until re-run; each claim names its interval method. The pilot-implied seed count is the "
-    "number of seeds for 80% power to decide the claim at its smallest effect of interest at the 95% level, from the "
-    "first round's per-seed SD (`python -m train study --plan` prints it and runs nothing).")
+    "(per-caption CIDEr-D, per-question exact match, per-image feature MSE and caption cosine, and each final "
+    "adapter's per-item validation loss). A figure with one value per seed (steps to a threshold, weight spectra, "
+    "component counts, best cosines to the vocabulary) is bootstrapped over seeds alone. First-round records keep "
+    "their Student-t intervals over seeds until re-run; each claim names its interval method. The pilot-implied seed "
+    "count is the number of seeds for 80% power to decide the claim at its smallest effect of interest at the 95% "
+    "level, from the first round's per-seed SD (`python -m train study --plan` prints it and runs nothing).")
 
 
 def effect(record: dict[str, Any]) -> str:
