@@ -147,3 +147,12 @@ def test_findings_give_every_claim_its_smallest_effect_seed_counts_interval_meth
         section = text.split(f"## {claim['id']}:")[1].split("\n## ")[0]
         assert "smallest effect of interest" in section and f"{claim['seeds_needed']} for 80% power" in section
         assert f"Intervals: {claim['interval_method']}" in section
+
+
+def test_a_broken_premise_is_not_testable_unless_a_matched_arm_restores_it():
+    load_claims()
+    published = {r["id"]: r for r in json.loads((ROOT / "docs" / "findings.json").read_text())["claims"]}
+    record = published["k-tokens"]
+    assert labelled(record)["verdict"] == "not testable at this scale"
+    restored = labelled({**record, "details": {**record["details"], "premise_restored": True}})
+    assert restored["verdict"] == restored["rule_verdict"] == "not reproduced"

@@ -60,6 +60,7 @@ class Claim:
     run: Callable[[Budget], Finding]
     deviations: tuple[str, ...] = ()  # how the test here differs from the paper's setup, one line each
     broken_premise: str = ""  # set when a deviation breaks what the claim rests on: then it is not testable here
+    # unless the finding's details say `premise_restored` (a matched arm restores it)
     variant_of: str = ""  # the claim this one tests again in another way (counted once)
     kind: str = "superiority"  # superiority | direction (a sign the paper gives without a size) | equivalence
     smallest_effect: float = 0.0  # in the figure's unit, set before any run; for equivalence, the margin
@@ -109,7 +110,8 @@ def run_claim(claim_id: str, budget: Budget) -> dict[str, Any]:
 def labelled(record: dict[str, Any]) -> dict[str, Any]:
     """A record under the current labels, rules and registry: its rule's verdict is re-judged from its details by the
     claim's symmetric rule and kept as `rule_verdict` (first-round names mapped for claims without a judge); a claim
-    whose premise is broken here is not testable at this scale whatever the rule said. Adds the claim's kind,
+    whose premise is broken here is not testable at this scale whatever the rule said, unless its finding ran a
+    matched arm that restores the premise (details' `premise_restored`, set by the claim). Adds the claim's kind,
     smallest effect of interest, the interval method (round-1 records: t intervals) and the pilot's seed count."""
     from train.study.power import ROUND_ONE_T
 
@@ -124,8 +126,9 @@ def labelled(record: dict[str, Any]) -> dict[str, Any]:
     variant_of = claim.variant_of if claim else record.get("variant_of", "")
     keys = ("kind", "smallest_effect", "unit", "effect_why")
     registry = {key: getattr(claim, key) for key in keys} if claim else {key: record.get(key) for key in keys}
+    untestable = bool(premise) and not record["details"].get("premise_restored")
     return {**record, **registry, "rule": rule, "rule_verdict": rule_verdict,
-            "verdict": UNTESTABLE if premise else rule_verdict, "deviations": deviations, "broken_premise": premise,
+            "verdict": UNTESTABLE if untestable else rule_verdict, "deviations": deviations, "broken_premise": premise,
             "variant_of": variant_of, "interval_method": record.get("interval_method") or ROUND_ONE_T,
             **pilot_plan(record, claim)}
 

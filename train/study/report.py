@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from train.run_files import write_atomic
+from train.study import UNTESTABLE
 
 LINE_STYLES = ["-", "--", "-.", ":"]  # curves that lie on top of each other stay apart
 TINY_NOTE = ("These numbers come from the `--tiny` budget (a random 2-layer LLM, a few images and steps): they show "
@@ -144,9 +145,11 @@ def verdict_lines(record: dict[str, Any]) -> list[str]:
     """The verdict with its rule, why a claim is not testable here, and its deviations from the paper."""
     rule_verdict = record.get("rule_verdict", record["verdict"])
     lines = [f"- Verdict: **{record['verdict']}**. Rule: {record['rule']}"]
-    if record.get("broken_premise"):
+    if record.get("broken_premise") and record["verdict"] == UNTESTABLE:
         lines[0] += f" (the rule alone says: {rule_verdict})"
         lines.append(f"- Not testable here: {record['broken_premise']}.")
+    elif record.get("broken_premise"):
+        lines.append(f"- The premise the first setup broke ({record['broken_premise']}) is restored by a matched arm.")
     if record.get("deviations"):
         lines.append("- Deviations from the paper's setup:")
         lines += [f"  - {deviation}" for deviation in record["deviations"]]
@@ -167,7 +170,9 @@ RULES_NOTE = (
     "seeds are resampled, then items within each resampled seed, paired by seed and item where two arms share them "
     "(per-caption CIDEr-D, per-question exact match, per-image feature MSE and caption cosine, and each final "
     "adapter's per-item validation loss). A figure with one value per seed (steps to a threshold, weight spectra, "
-    "component counts, best cosines to the vocabulary) is bootstrapped over seeds alone. First-round records keep "
+    "component counts, best cosines to the vocabulary) is bootstrapped over seeds alone; with three seeds such an "
+    "interval is narrower than a t interval (it cannot reach beyond the values it has), one more reason for the "
+    "pilot's seed counts. First-round records keep "
     "their Student-t intervals over seeds until re-run; each claim names its interval method. The pilot-implied seed "
     "count is the number of seeds for 80% power to decide the claim at its smallest effect of interest at the 95% "
     "level, from the first round's per-seed SD (`python -m train study --plan` prints it and runs nothing).")
@@ -183,6 +188,8 @@ def power_lines(record: dict[str, Any]) -> list[str]:
     and the interval method."""
     sd = record.get("pilot_sd")
     pilot = "no pilot SD" if sd is None else f"pilot SD {sd:.3g} per seed"
+    if sd == 0:
+        pilot += "; the pilot's seeds did not differ at all, a resolution artefact, so the count is a floor"
     return [f"- Claim kind: {record.get('kind') or 'not set'}; smallest effect of interest: {effect(record)} "
             f"({record.get('effect_why') or 'not set'})",
             f"- Seeds: {len(record['seeds'])} run; {record.get('seeds_needed') or 'unknown'} for 80% power at the "
