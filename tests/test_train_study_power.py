@@ -156,3 +156,23 @@ def test_a_broken_premise_is_not_testable_unless_a_matched_arm_restores_it():
     assert labelled(record)["verdict"] == "not testable at this scale"
     restored = labelled({**record, "details": {**record["details"], "premise_restored": True}})
     assert restored["verdict"] == restored["rule_verdict"] == "not reproduced"
+
+
+def test_k_tokens_bootstraps_the_final_adapters_per_item_validation_losses(study_root):
+    import statistics
+
+    from study_helpers import tiny_study
+
+    from train.study import run_claim
+    from train.validation import item_losses
+
+    load_claims()
+    with tiny_study(study_root, seeds=2) as budget:
+        record = run_claim("k-tokens", budget)
+    gap = record["details"]["k5_minus_k1"]
+    assert gap["method"] == HIERARCHICAL == record["interval_method"] and gap["low"] <= gap["mean"] <= gap["high"]
+    runs = budget.root / "runs"
+    per_seed = [statistics.fmean(item_losses(runs / "linear-k5" / f"seed-{s}" / "0-caption")) -
+                statistics.fmean(item_losses(runs / "linear-k1" / f"seed-{s}" / "0-caption")) for s in (0, 1)]
+    assert gap["per_seed"] == pytest.approx(per_seed) and record["value"] == pytest.approx(statistics.fmean(per_seed))
+    assert record["kind"] == "equivalence" and record["seeds_needed"] >= 2
