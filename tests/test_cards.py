@@ -158,7 +158,7 @@ def test_a_card_names_the_vqa_majority_baseline_and_says_when_the_adapter_does_n
     del records.evaluation["photos_object_named"]["encoder_top1_baseline"]  # an encoder without an ImageNet head
     text = str(render_card(records, TINYLM))
     assert "- shapes VQA:" not in text and "top-1 ImageNet label" not in text
-    assert "the main object in 7% of 15 held-out photos; every photo" in text
+    assert "the main object in 0% of 35 test-split photos; every photo" in text
     assert "captioned by the encoder's own ImageNet classifier" in text
     records.run["model"]["encoder"] = "dinov2-small"
     assert "no ImageNet classifier, so the drawings are captioned by efficientnet-lite0's" in str(

@@ -164,7 +164,7 @@ def test_k_tokens_bootstraps_the_final_adapters_per_item_validation_losses(study
     from study_helpers import tiny_study
 
     from train.study import run_claim
-    from train.validation import item_losses
+    from train.study.val_items import item_losses
 
     load_claims()
     with tiny_study(study_root, seeds=2) as budget:

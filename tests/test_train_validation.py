@@ -41,7 +41,7 @@ def test_validation_every_n_steps_uses_the_validation_split_only(tiny_llm_dir, t
 def test_per_item_validation_losses_are_those_of_the_last_validation(tiny_llm_dir, tmp_path):
     import json
 
-    from train.validation import ITEM_LOSSES, item_losses
+    from train.study.val_items import ITEM_LOSSES, item_losses
 
     output = tmp_path / "run"
     run_stage("caption", overrides(tiny_llm_dir, output, "train.val_every=4", "train.lr=3e-3",

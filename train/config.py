@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 import types
 import typing
@@ -216,3 +217,16 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if "name" not in entry:
             raise ConfigError(f"every data entry needs a 'name' (a dataset or a caption file), got {entry}")
     return config
+
+
+def toml_value(value: Any) -> str:
+    """A value as a TOML inline literal (strings, numbers, booleans, lists and tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}={toml_value(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(toml_value(item) for item in value) + "]"
+    return repr(value)

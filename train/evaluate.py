@@ -161,7 +161,7 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
             metrics["shapes_attributes"]["count_images"] = len(shaped)
     named = [names_object(a, s.meta["keywords"]) for s, a in zip(samples, answers) if s.task == "name"]
     if named:
-        metrics["photos_object_named"] = {"score": sum(named) / len(named), "count": len(named), "split": "test"}
+        metrics["photos_object_named"] = {"score": sum(named) / len(named), "count": len(named)}
     vqa = defaultdict(list)
     for sample, answer in zip(samples, answers):
         if sample.task == "vqa":
@@ -235,7 +235,8 @@ def evaluate(config: TrainConfig, checkpoint: Checkpoint | str | None = None, pr
                          settings.prompt)
     metrics = compute_metrics(samples, answers)
     if "photos_object_named" in metrics:
-        metrics["photos_object_named"] |= photo_baselines(vlm.encoder, [s for s in samples if s.task == "name"])
+        photos = [s for s in samples if s.task == "name"]
+        metrics["photos_object_named"] |= {"split": "test"} | photo_baselines(vlm.encoder, photos)
     name = results_name(config)
     if settings.image_tokens != "real" or settings.prompt:
         metrics["ablation"] = {"image_tokens": settings.image_tokens, "prompt": settings.prompt or None}

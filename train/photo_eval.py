@@ -31,7 +31,8 @@ def evaluate_photos(folder: Path, progress: bool = True) -> dict:
     samples = load_dataset("photos", "test")
     vlm = VisionLanguageModel.from_checkpoint(Checkpoint.resolve(folder, local_only=True))
     answers = answer_all(vlm, samples, MAX_NEW_TOKENS, BATCH_SIZE, progress)
-    figure = compute_metrics(samples, answers)["photos_object_named"] | photo_baselines(vlm.encoder, samples)
+    figure = (compute_metrics(samples, answers)["photos_object_named"] | {"split": "test"}
+              | photo_baselines(vlm.encoder, samples))
     evaluation = json.loads((folder / "eval.json").read_text())
     (folder / "eval.json").write_text(json.dumps(evaluation | {"photos_object_named": figure}, indent=2))
     predictions = folder / "eval_predictions.jsonl"

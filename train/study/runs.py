@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from train.config import TrainConfig, load_config
+from train.config import TrainConfig, load_config, toml_value
 from train.study import Budget
 from train.study.power import bootstrap_interval, item_rows, paired_seed_interval
 from train.sweep import Arm, final_value, read_curve, run_sweep, steps_to_threshold
@@ -47,18 +47,6 @@ def eval_of(folder: Path, budget: Budget, image_tokens: str = "real", *extra: st
     path = folder / f"{results_name(config)}.json"
     return json.loads(path.read_text()) if path.is_file() else evaluate(config, progress=False)
 
-
-def toml_value(value: Any) -> str:
-    """A value as a TOML inline literal (strings, numbers, booleans, lists and tables)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{key}={toml_value(item)}" for key, item in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(toml_value(item) for item in value) + "]"
-    return repr(value)
 
 
 def data_override(budget: Budget, split: str, **changes: Any) -> str:
@@ -118,8 +106,8 @@ def combined(verdicts: list[str]) -> str:
 
 def final_item_gap(first: list[Path], second: list[Path]) -> dict[str, Any]:
     """Hierarchical bootstrap of the mean per-item final validation loss, second - first, paired by seed and item
-    (train.validation.item_losses, computed once per run)."""
-    from train.validation import item_losses
+    (train.study.val_items.item_losses, computed once per run)."""
+    from train.study.val_items import item_losses
 
     return bootstrap_interval([item_rows(item_losses(b), item_losses(a)) for a, b in zip(first, second)])
 
