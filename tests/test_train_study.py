@@ -146,3 +146,14 @@ def test_tiny_study_runs_claims_that_share_runs_and_writes_the_findings(tmp_path
     assert sorted(p.name for p in (tmp_path / "runs" / "runs" / "linear-k1").iterdir()) == ["seed-0", "seed-1"]
     assert "| linear-full-rank |" in (out / "findings.md").read_text()
     assert main(["study", "no-such-claim"]) == 2 and "unknown claim" in capsys.readouterr().err
+
+
+def test_the_full_rank_cut_off_is_a_random_matrix_of_the_rank_the_training_inputs_allow():
+    from train.study.claims import RANK_MARGIN, TRAINING_INPUTS, null_shares, rank_verdict
+
+    nulls = null_shares([576, 1280], TRAINING_INPUTS, draws=1)
+    assert 0.92 < nulls["gaussian"] < 0.95 and abs(1 - RANK_MARGIN - nulls["random_of_data_rank"]) < 0.005
+    change = [{"numerical_rank": 576, "full_rank": 576}] * 3
+    assert rank_verdict({"change": change, "share": {"low": 0.46, "high": 0.49}}) == "not reproduced"  # round 1
+    assert rank_verdict({"change": change, "share": {"low": 0.60, "high": 0.70}}) == "reproduced"
+    assert rank_verdict({"change": change, "share": {"low": 0.55, "high": 0.65}}) == "inconclusive"

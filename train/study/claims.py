@@ -56,7 +56,27 @@ def k_judged(details: dict) -> list[dict]:
     return [details["k2_minus_k1"], details["k5_minus_k1"]]
 
 
-RANK_MARGIN = 0.5  # share of full rank
+TRAINING_INPUTS = 400  # the full budget's training images: a change made from them has at most this many directions
+RANK_MARGIN = 0.41  # 1 - the share of a random rank-400 576x1280 matrix (0.590, null_shares; a test keeps it so)
+
+
+def null_shares(shape: list[int], data_rank: int, draws: int = 5, seed: int = 0) -> dict[str, float]:
+    """The entropy effective-rank share (of full rank) of random matrices of `shape`: a Gaussian one (as full rank as
+    a matrix gets) and a random one of rank `data_rank` (as spread as a change the training inputs allow could be)."""
+    import torch
+
+    from vlm_demo.analysis.stats import effective_rank
+
+    generator, (rows, columns) = torch.Generator().manual_seed(seed), shape
+    rank = min(data_rank, rows, columns)
+
+    def share(matrix: torch.Tensor) -> float:
+        return effective_rank(torch.linalg.svdvals(matrix.double()).numpy()) / min(rows, columns)
+
+    gaussian = [share(torch.randn(rows, columns, generator=generator)) for _ in range(draws)]
+    limited = [share(torch.randn(rows, rank, generator=generator) @ torch.randn(rank, columns, generator=generator))
+               for _ in range(draws)]
+    return {"gaussian": statistics.fmean(gaussian), "data_rank": rank, "random_of_data_rank": statistics.fmean(limited)}
 
 
 def share_interval(details: dict) -> dict:
@@ -65,7 +85,8 @@ def share_interval(details: dict) -> dict:
 
 
 def rank_verdict(details: dict) -> str:
-    """Equivalence to full rank: within RANK_MARGIN of a share of 1 (and numerically full-rank in every seed)."""
+    """Near full rank, calibrated: at least as spread as a random matrix of the rank the training inputs allow
+    (within RANK_MARGIN of a share of 1), and numerically full-rank in every seed."""
     full = all(c["numerical_rank"] == c["full_rank"] for c in details["change"])
     shares = share_interval(details)
     if shares["high"] is not None and shares["high"] < 1 - RANK_MARGIN:
@@ -91,7 +112,7 @@ def linear_rank(budget: Budget) -> Finding:
         figure=f"weight change since step 0: effective rank {show(shares, 2, signed=False)} of full rank "
                f"({changes[0]['full_rank']}); numerically full-rank in {full_seeds} of {len(changes)} seeds",
         value=shares["mean"], low=shares["low"], high=shares["high"], interval_method=OVER_SEEDS,
-        details={"change": changes, "share": shares,
+        details={"change": changes, "share": shares, "nulls": null_shares(changes[0]["shape"], TRAINING_INPUTS),
                  "weights": [{k: v for k, v in w.items() if k != "singular_values"} for w in weights]})
 
 
@@ -212,17 +233,19 @@ register(Claim("linear-full-rank", SINGLE_FC, "Results: eigenvalues of the k = 1
                "the learned single-token linear adapter is near full rank",
                "\"the learned single-token matrix is very nearly full-rank\"", linear_rank,
                kind="equivalence", smallest_effect=RANK_MARGIN, unit="share of full rank",
-               effect_why="half the dimensions carry weight: round 1's cut-off, not yet set against random matrices "
-                          "(a Gaussian about 0.93, a random rank-400 one about 0.59)",
-               rule="equivalence to full rank: reproduced if the change since step 0 is numerically full-rank in "
-                    "every seed and the interval of its entropy effective rank (share of full rank) lies within 0.5 "
-                    "of 1; not reproduced if it lies wholly below 0.5; otherwise inconclusive. The trained weight "
-                    "starts from a random full-rank matrix, so the change is what training did",
+               effect_why="calibrated against random matrices of the weight's shape (null_shares): a Gaussian one "
+                          "scores 0.935 of full rank, a random rank-400 one (the most directions 400 training inputs "
+                          "give a change) 0.590; near full rank means at least that spread, within 0.41 of 1",
+               rule="equivalence to full rank, calibrated: reproduced if the change since step 0 is numerically "
+                    "full-rank in every seed and the interval of its entropy effective rank (share of full rank) "
+                    "starts at or above a random rank-400 matrix's share (0.59); not reproduced if it ends below it; "
+                    "otherwise inconclusive. The trained weight starts from a random full-rank matrix, so the change "
+                    "is what training did",
                judge=rank_verdict, judged=lambda details: [share_interval(details)],
                deviations=(
                    "400 cached training inputs optimised with Adam, under which any update is numerically full rank",
-                   "the 0.5 effective-rank cut-off has no null reference (random Gaussian or random low-rank "
-                   "matrices) yet",
+                   "the cut-off is set by random matrices of SmolLM2's 576 x 1280 shape, not of the paper's "
+                   "4096 x 1024",
                    "SmolLM2-135M (576-d) instead of Mistral-7B (4096-d)")))
 register(Claim("max-cosine-random", SINGLE_FC, "Table III and the text after it",
                "image tokens are about as close to the vocabulary as random vectors",
