@@ -65,12 +65,20 @@ def test_drift_reads_every_epoch_snapshot_of_the_shared_align_run(budget):
     per_seed = record["details"]["per_seed"]
     assert [row["snapshot"] for row in per_seed[0]] == ["step-0000000", "epoch-001", "epoch-002", "epoch-003",
                                                         "epoch-004"]
-    assert all(-1 <= row["caption_cosine"] <= 1 for rows in per_seed for row in rows)
-    steps, values = record["curves"]["to own caption's tokens"]
+    assert all(-1 <= row[key] <= 1 for rows in per_seed for row in rows
+               for key in ("caption_cosine", "other_caption_cosine"))
+    steps, values = record["curves"]["to another caption's tokens"]
     assert steps == [0, 1, 2, 3, 4] and round(values[0], 3) in numbers_in(record["figure"])
     assert record["interval_method"] == HIERARCHICAL and "caption_cosine_items" not in per_seed[0][0]
-    assert record["value"] == pytest.approx(sum(r[-1]["caption_cosine"] - r[0]["caption_cosine"]
-                                                for r in per_seed) / 2)
+    assert record["value"] == pytest.approx(sum(r[-1]["other_caption_cosine"] - r[0]["other_caption_cosine"]
+                                                for r in per_seed) / 2)  # the measure the loss does not optimise
+
+
+def test_another_images_caption_is_never_the_images_own_caption_text():
+    from train.study.claims_training import other_captions
+
+    samples = [type("S", (), {"target": text})() for text in ["a", "a", "b", "c", "a"]]
+    assert all(other != sample.target for sample, other in zip(samples, other_captions(samples)))
 
 
 def test_tinylm_progressive_runs_the_decoder_stage_then_captions_against_a_perceiver(budget):

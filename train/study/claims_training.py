@@ -83,11 +83,29 @@ def align_only(budget: Budget) -> Finding:
                  "share_of_caption_run": statistics.fmean(scores["align-only"]) / reference if reference else None})
 
 
+def other_captions(samples: list) -> list[str]:
+    """For each sample another sample's caption (half the list away, the next one along if the text is the same)."""
+    count, others = len(samples), []
+    for index, sample in enumerate(samples):
+        step = max(1, count // 2)
+        while step < count + count // 2 and samples[(index + step) % count].target == sample.target:
+            step += 1
+        others.append(samples[(index + step) % count].target)
+    return others
+
+
+def best_cosines(tokens: torch.Tensor, ids: list[int], table: torch.Tensor) -> float:
+    """Mean over an image's tokens of each token's best cosine to the embeddings of the token ids `ids`."""
+    normalise = torch.nn.functional.normalize
+    return (normalise(tokens, dim=-1) @ normalise(table[ids], dim=-1).T).max(dim=1).values.mean().item()
+
+
 def closeness(folder: Path, budget: Budget) -> list[dict[str, float]]:
     """Per snapshot of an align run (step 0, then each epoch): the image tokens' mean best cosine to the tokens of
-    the image's own caption and to the whole vocabulary, over the evaluation images (computed once: drift.json)."""
+    the image's own caption (what the align loss optimises), to another image's caption (what it does not) and to
+    the whole vocabulary, over the evaluation images (computed once: drift.json)."""
     path = folder / "drift.json"
-    if path.is_file():
+    if path.is_file() and "other_caption_cosine" in json.loads(path.read_text())[0]:
         return json.loads(path.read_text())
     from train.loop import gather_samples
     from train.validation import SNAPSHOTS
@@ -99,51 +117,56 @@ def closeness(folder: Path, budget: Budget) -> list[dict[str, float]]:
     snapshots = sorted((folder / SNAPSHOTS).iterdir(), key=lambda p: (p.name.startswith("epoch-"), p.name))
     first = VisionLanguageModel.from_checkpoint(snapshots[0])
     vocab, table = analysis.vocabulary(first.llm), first.llm.vocabulary_embeddings().float()
+    ids = lambda text: first.llm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    pairs = list(zip(samples, other_captions(samples)))
     rows = []
     for snapshot in snapshots:
         vlm = VisionLanguageModel.from_checkpoint(snapshot, llm=first.llm, encoder=first.encoder)
         tokens = vlm.image_tokens(images).float().cpu()
-        own, best = [], []
-        for sample, image_tokens in zip(samples, tokens):
-            ids = first.llm.tokenizer(sample.target, add_special_tokens=False)["input_ids"]
-            cosines = torch.nn.functional.normalize(image_tokens, dim=-1) @ torch.nn.functional.normalize(
-                table[ids], dim=-1).T
-            own.append(cosines.max(dim=1).values.mean().item())
-            best.append(analysis.top_k(image_tokens, vocab, k=1)[0][:, 0].float().mean().item())
+        own = [best_cosines(t, ids(sample.target), table) for (sample, _), t in zip(pairs, tokens)]
+        other = [best_cosines(t, ids(caption), table) for (_, caption), t in zip(pairs, tokens)]
+        best = [analysis.top_k(t, vocab, k=1)[0][:, 0].float().mean().item() for t in tokens]
         rows.append({"snapshot": snapshot.name, "caption_cosine": statistics.fmean(own),
-                     "vocabulary_cosine": statistics.fmean(best), "caption_cosine_items": own})
+                     "other_caption_cosine": statistics.fmean(other), "vocabulary_cosine": statistics.fmean(best),
+                     "caption_cosine_items": own, "other_caption_cosine_items": other})
     path.write_text(json.dumps(rows, indent=2))
     return rows
 
 
-def cosine_gain(per_seed: list[list[dict]], start: int) -> dict:
-    """The caption cosine's gain from snapshot `start` to the last one: bootstrapped over seeds and images, paired by
-    image, when the runs kept per-image cosines (drift.json written before them has means only: over seeds)."""
-    if all("caption_cosine_items" in rows[start] for rows in per_seed):
-        return bootstrap_interval([item_rows(rows[-1]["caption_cosine_items"], rows[start]["caption_cosine_items"])
+def cosine_gain(per_seed: list[list[dict]], start: int, key: str = "caption_cosine") -> dict:
+    """A cosine's gain from snapshot `start` to the last one: bootstrapped over seeds and images, paired by image,
+    when the runs kept per-image cosines (drift.json written before them has means only: over seeds)."""
+    if all(f"{key}_items" in rows[start] for rows in per_seed):
+        return bootstrap_interval([item_rows(rows[-1][f"{key}_items"], rows[start][f"{key}_items"])
                                    for rows in per_seed])
-    return seed_interval([rows[-1]["caption_cosine"] - rows[start]["caption_cosine"] for rows in per_seed])
+    return seed_interval([rows[-1][key] - rows[start][key] for rows in per_seed])
 
 
 def drift(budget: Budget) -> Finding:
     """MLP adapter's align stage (the thesis's Figures 18-19 are its PCA at epochs 1 and 4): how close the image
-    tokens come to their caption's tokens at step 0 and after each of ALIGN_EPOCHS epochs. Full budget: the align
-    runs of align-only (no further training)."""
+    tokens come to text tokens at step 0 and after each of ALIGN_EPOCHS epochs: their own caption's (what the loss
+    optimises) and another image's caption's (what it does not; the verdict's measure). Full budget: the align runs
+    of align-only (no further training)."""
     per_seed = [closeness(folder, budget) for folder in final_runs([align("mlp", budget)], budget)["align-mlp"]]
-    moved, late = cosine_gain(per_seed, 0), cosine_gain(per_seed, 1)
+    gains = {f"{name}last_minus_{start}": cosine_gain(per_seed, index, key)
+             for name, key in (("", "caption_cosine"), ("other_", "other_caption_cosine"))
+             for index, start in ((0, "step0"), (1, "epoch1"))}
     epochs = list(range(len(per_seed[0])))
     mean = {key: [statistics.fmean(rows[e][key] for rows in per_seed) for e in epochs]
-            for key in ("caption_cosine", "vocabulary_cosine")}
+            for key in ("caption_cosine", "other_caption_cosine", "vocabulary_cosine")}
+    moved = gains["other_last_minus_step0"]
     return Finding(
-        figure=f"mean best cosine of image tokens to their caption's tokens: step 0 {mean['caption_cosine'][0]:.3f}, "
-               f"epoch 1 {mean['caption_cosine'][1]:.3f}, epoch {epochs[-1]} {mean['caption_cosine'][-1]:.3f}; "
-               f"last minus step 0 {show(moved)}, last minus epoch 1 {show(late)}",
+        figure=f"mean best cosine of image tokens to another image's caption tokens (not optimised by the loss): "
+               f"step 0 {mean['other_caption_cosine'][0]:.3f}, epoch 1 {mean['other_caption_cosine'][1]:.3f}, epoch "
+               f"{epochs[-1]} {mean['other_caption_cosine'][-1]:.3f}; last minus step 0 {show(moved)}, last minus "
+               f"epoch 1 {show(gains['other_last_minus_epoch1'])}; to their own caption's (optimised) "
+               f"{mean['caption_cosine'][0]:.3f} -> {mean['caption_cosine'][-1]:.3f}",
         value=moved["mean"], low=moved["low"], high=moved["high"], interval_method=moved["method"],
-        details={"per_seed": [[{k: v for k, v in row.items() if k != "caption_cosine_items"} for row in rows]
-                              for rows in per_seed],
-                 "last_minus_step0": moved, "last_minus_epoch1": late, "epochs": ALIGN_EPOCHS,
+        details={"per_seed": [[{k: v for k, v in row.items() if not k.endswith("_items")} for row in rows]
+                              for rows in per_seed], **gains, "epochs": ALIGN_EPOCHS,
                  "curve_axes": ("align epoch (0 = before training)", "mean best cosine")},
         curves={"to own caption's tokens": (epochs, mean["caption_cosine"]),
+                "to another caption's tokens": (epochs, mean["other_caption_cosine"]),
                 "to the whole vocabulary": (epochs, mean["vocabulary_cosine"])})
 
 
@@ -167,7 +190,9 @@ EMD_RULE = (f"superiority: reproduced if the paired interval of the final valida
 
 
 def drift_judged(details: dict) -> list[dict]:
-    return [details["last_minus_step0"], details["last_minus_epoch1"]]
+    """The measure the loss does not optimise where the record has it (round 1's records: their own caption's)."""
+    prefix = "other_" if "other_last_minus_step0" in details else ""
+    return [details[f"{prefix}last_minus_step0"], details[f"{prefix}last_minus_epoch1"]]
 
 
 def align_only_verdict(details: dict) -> str:
@@ -232,14 +257,16 @@ register(Claim("drift-over-epochs", TERRAALIGN, "3.5 Analysis - Simple Adapter (
                "Figures 18-19 (PCA, qualitative): tokens \"begin to move closer\" after epoch 1, \"closely aligned\" "
                "by epoch 4", drift,
                kind="direction", smallest_effect=COSINE_SMALLEST, unit="cosine", effect_why=COSINE_WHY,
-               rule=f"direction: reproduced if the paired intervals of the cosine gain from step 0 and from epoch 1 to "
-                    f"the last epoch both lie above 0 (the move goes on over the epochs); not reproduced if either "
-                    f"lies wholly below {COSINE_SMALLEST}; otherwise inconclusive",
+               rule=f"direction: reproduced if the paired intervals of the gain in best cosine to another image's "
+                    f"caption tokens (which the align loss does not optimise) from step 0 and from epoch 1 to the last "
+                    f"epoch both lie above 0 (the move goes on over the epochs); not reproduced if either lies wholly "
+                    f"below {COSINE_SMALLEST}; otherwise inconclusive",
                judge=lambda details: combined([superiority(iv, COSINE_SMALLEST) for iv in drift_judged(details)]),
                judged=drift_judged,
                deviations=(
-                   "the measure (best cosine to the caption's own tokens) is what the align loss optimises, so a "
-                   "gain by epoch 1 is expected by construction; the claim is tested on the change after epoch 1",
+                   "the verdict's measure is the best cosine to another image's caption tokens, which the align "
+                   "loss does not optimise; on shapes captions, which share most words, it still moves with the "
+                   "own-caption cosine the loss does optimise (reported beside it)",
                    "a cosine instead of the thesis's PCA pictures",
                    "synthetic shapes images (400 to train, 50 to test) instead of the paper's real photos")))
 register(Claim("tinylm-progressive", PALM2, "Abstract; Figure 1 (faster, higher, stronger)",
