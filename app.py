@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +16,18 @@ set_defaults()  # before gradio is imported (by vlm_demo.ui, in main)
 
 
 def server_address() -> tuple[str, int]:
-    """Host from GRADIO_SERVER_NAME (default loopback); port from GRADIO_SERVER_PORT, else PORT, else 7860."""
+    """Host from GRADIO_SERVER_NAME (default loopback); port from GRADIO_SERVER_PORT, else PORT, else 7860. A port
+    that is not a number, or that something else already listens on, stops the app with one line."""
     host = os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
     port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        sys.exit(f"error: the port {port!r} (GRADIO_SERVER_PORT or PORT) is not a port number")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            sys.exit(f"error: cannot listen on {host}:{port} ({error.strerror}); is the app already running? Set "
+                     "GRADIO_SERVER_PORT or PORT to use another port")
     return host, int(port)
 
 
@@ -67,6 +77,7 @@ def load_hub_adapters(adapters: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     adapters = hub_adapters(argv)
+    host, port = server_address()  # before anything is loaded: a busy port is one line, not a traceback
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     conversion = convert_packaged_llm()  # runs while the app is built
@@ -78,7 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         conversion.wait()  # before serving, so no request loads the LLM while it is being converted
     if os.environ.get("VLM_DEMO_PRELOAD", "1") != "0" or adapters:
         threading.Thread(target=warm_up, args=(adapters,), name="warm-up", daemon=True).start()
-    host, port = server_address()
     launch(app, host=host, port=port)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 from collections.abc import Iterator
@@ -44,3 +45,11 @@ def shipped_image_tokens(combo: str) -> int:
     from vlm_demo.leaderboard import image_tokens
 
     return image_tokens(json.loads((Path(COMBOS[combo].checkpoint_path) / "config.json").read_text()))
+
+
+def load_app_module():
+    """app.py as a fresh module (it sets environment defaults when imported)."""
+    spec = importlib.util.spec_from_file_location("vlm_demo_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,15 +4,12 @@ the environment defaults of vlm_demo/environment.py, and app.py's first-run chec
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
+from app_helpers import ROOT, load_app_module
 
 from vlm_demo import environment, sources
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -21,12 +18,6 @@ def bare(monkeypatch):
     for name in environment.DEFAULTS:
         monkeypatch.delenv(name, raising=False)
 
-
-def load_app_module():
-    spec = importlib.util.spec_from_file_location("vlm_demo_app_entry", ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _set() -> dict[str, str | None]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import pytest
 import yaml
-from app_helpers import ROOT
+from app_helpers import ROOT, load_app_module
 
 from vlm_demo.deploy.manifest import ManifestError, load_manifest
 
@@ -78,12 +77,6 @@ def test_readme_front_matter_is_a_gradio_space():
     assert "preload_from_hub" not in meta  # the weights the adapters need ship in the Space's own weights/ folder
 
 
-def load_app_module():
-    spec = importlib.util.spec_from_file_location("vlm_demo_app", ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.parametrize("env, expected", [
     ({}, ("127.0.0.1", 7860)),
@@ -107,3 +100,24 @@ def test_analytics_are_off_unless_asked(monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")
     load_app_module()
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "True"
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000"])
+def test_a_port_that_is_not_a_port_number_is_one_line(monkeypatch, port):
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    monkeypatch.setenv("PORT", port)
+    with pytest.raises(SystemExit, match="is not a port number"):
+        load_app_module().server_address()
+
+
+def test_a_busy_port_stops_the_app_with_one_line_before_anything_loads(monkeypatch):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("GRADIO_SERVER_PORT", str(taken.getsockname()[1]))
+        app = load_app_module()
+        monkeypatch.setattr(app, "convert_packaged_llm", lambda: pytest.fail("loaded something"))
+        with pytest.raises(SystemExit, match="cannot listen on 127.0.0.1:.*GRADIO_SERVER_PORT or PORT"):
+            app.main([])
