@@ -16,7 +16,7 @@ from train.config import TrainConfig
 from train.run_files import atomic_folder
 from vlm_demo.adapters import LORA_FOLDER
 from vlm_demo.cards import PhotoRow, card_notes, card_text, write_card
-from vlm_demo.combos import ADAPTERS_DIR
+from vlm_demo.combos import ADAPTERS_DIR, shipped_folders
 
 
 def _read_losses(folder: Path) -> tuple[list[int], list[float]]:
@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="*", type=Path, help="shipped adapter folders (assets/adapters/NAME)")
     parser.add_argument("--all", action="store_true", help=f"every folder under {ADAPTERS_DIR}")
     args = parser.parse_args(argv)
-    folders = args.folders + ([f for f in sorted(ADAPTERS_DIR.iterdir()) if f.is_dir() and not f.name.startswith(".")]
-                              if args.all else [])
+    folders = args.folders + (shipped_folders() if args.all else [])
     if not folders:
         parser.error("name a folder or give --all")
     for folder in folders:

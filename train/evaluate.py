@@ -34,18 +34,14 @@ def normalise_answer(text: str) -> str:
 
 
 def caption_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-    """Corpus BLEU-4 (sacrebleu, 0-100) and CIDEr-D (pycocoevalcap's pure-Python scorer)."""
+    """Corpus BLEU-4 (sacrebleu, 0-100) and CIDEr-D (pycocoevalcap's pure-Python scorer: the mean of the captions'
+    own scores)."""
     import sacrebleu
-    from pycocoevalcap.cider.cider import Cider
 
     most = max(len(r) for r in references)
     streams = [[refs[i] if i < len(refs) else refs[0] for refs in references] for i in range(most)]
     bleu = sacrebleu.corpus_bleu(predictions, streams).score
-    tokenised = lambda text: " ".join(words(text))  # noqa: E731
-    gts = {i: [tokenised(r) for r in refs] for i, refs in enumerate(references)}
-    res = {i: [tokenised(p) or "empty"] for i, p in enumerate(predictions)}
-    cider, _ = Cider().compute_score(gts, res)
-    return {"bleu4": bleu, "cider": float(cider)}
+    return {"bleu4": bleu, "cider": float(statistics.fmean(caption_item_scores(predictions, references)))}
 
 
 def shapes_attributes(prediction: str, objects: list[dict]) -> dict[str, bool]:
@@ -165,7 +161,7 @@ def compute_metrics(samples: list[Sample], answers: list[str]) -> dict:
     vqa = defaultdict(list)
     for sample, answer in zip(samples, answers):
         if sample.task == "vqa":
-            vqa[sample.qtype].append(normalise_answer(answer) == normalise_answer(sample.label))
+            vqa[sample.qtype].append(answer_matches(answer, sample.label))
     if vqa:
         metrics["vqa_exact_match"] = {q: sum(v) / len(v) for q, v in sorted(vqa.items())}
         metrics["vqa_exact_match"]["overall"] = sum(sum(v) for v in vqa.values()) / sum(len(v) for v in vqa.values())
@@ -205,27 +201,36 @@ def results_name(config: TrainConfig) -> str:
     return f"eval-{settings.image_tokens}" + ("-prompt" if settings.prompt else "") + precision
 
 
+def prediction_rows(samples: list[Sample], answers: list[str]) -> list[dict]:
+    """What `<results>_predictions.jsonl` keeps of each answer."""
+    return [{"image": sample.image_id, "task": sample.task, "qtype": sample.qtype, "prompt": sample.prompt,
+             "answer": answer, "target": sample.target} for sample, answer in zip(samples, answers)]
+
+
 def write_results(folder: Path, samples: list[Sample], answers: list[str], metrics: dict, name: str = "eval") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(metrics, indent=2))
-    with (folder / f"{name}_predictions.jsonl").open("w") as handle:
-        for sample, answer in zip(samples, answers):
-            handle.write(json.dumps({"image": sample.image_id, "task": sample.task, "qtype": sample.qtype,
-                                     "prompt": sample.prompt, "answer": answer, "target": sample.target}) + "\n")
+    rows = prediction_rows(samples, answers)
+    (folder / f"{name}_predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def distilled_parts(checkpoint: Checkpoint, teacher_name: str) -> tuple:
+    """(encoder, adapter, teacher) of an adapter distilled to imitate a teacher encoder's tokens."""
+    from vlm_demo.adapters import adapter_for
+    from vlm_demo.encoders import build_encoder
+
+    encoder, teacher = checkpoint.vision_encoder(), build_encoder(teacher_name)
+    return encoder, adapter_for(encoder, teacher.name, teacher.embed_dim, checkpoint=checkpoint), teacher
 
 
 def evaluate(config: TrainConfig, checkpoint: Checkpoint | str | None = None, progress: bool = True) -> dict:
     """Held-out metrics of a checkpoint (by default the run's adapter), resolved once: feature MSE against the teacher
     for a distilled adapter, else the generated answers' scores; written beside the run."""
-    from vlm_demo.adapters import adapter_for
-    from vlm_demo.encoders import build_encoder
-
     folder = Path(config.output_dir)
     checkpoint = Checkpoint.resolve(checkpoint or folder / "adapter")
     samples = gather_samples(config.data.eval, "test")
     if config.align.loss != "emd" and checkpoint.config.get("llm") == config.align.teacher:
-        encoder, teacher = checkpoint.vision_encoder(), build_encoder(config.align.teacher)
-        adapter = adapter_for(encoder, teacher.name, teacher.embed_dim, checkpoint=checkpoint)
+        encoder, adapter, teacher = distilled_parts(checkpoint, config.align.teacher)
         metrics = {"feature_mse": feature_mse(encoder, adapter, teacher, samples)}
         write_results(folder, [], [], metrics)
         return metrics
@@ -265,11 +270,7 @@ def answer_matches(answer: str, label: str) -> bool:
 def feature_errors(config: TrainConfig) -> list[float]:
     """Each evaluation image's MSE to the teacher's tokens (the per-image values whose mean is feature_mse's) for the
     run's distilled adapter; nothing is written."""
-    from vlm_demo.adapters import adapter_for
-    from vlm_demo.encoders import build_encoder
-
-    checkpoint = Checkpoint.resolve(Path(config.output_dir) / "adapter")
-    encoder, teacher = checkpoint.vision_encoder(), build_encoder(config.align.teacher)
-    adapter = adapter_for(encoder, teacher.name, teacher.embed_dim, checkpoint=checkpoint)
+    encoder, adapter, teacher = distilled_parts(Checkpoint.resolve(Path(config.output_dir) / "adapter"),
+                                                config.align.teacher)
     images = {s.image_id: s for s in gather_samples(config.data.eval, "test")}.values()
     return [feature_mse(encoder, adapter, teacher, [sample])["mse_mean"] for sample in images]

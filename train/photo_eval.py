@@ -13,17 +13,17 @@ from pathlib import Path
 
 from train.card import regenerate
 from train.data import load_dataset
-from train.evaluate import answer_all, compute_metrics, photo_baselines
+from train.evaluate import answer_all, compute_metrics, photo_baselines, prediction_rows
+from vlm_demo.cards import read_json
 from vlm_demo.checkpoint import Checkpoint
-from vlm_demo.combos import ADAPTERS_DIR
+from vlm_demo.combos import ADAPTERS_DIR, shipped_folders
 from vlm_demo.pipeline import VisionLanguageModel
 
 MAX_NEW_TOKENS, BATCH_SIZE = 24, 16  # as every shipped config's [eval]
 
 
 def scored_on_test(folder: Path) -> bool:
-    evaluation = json.loads((folder / "eval.json").read_text()) if (folder / "eval.json").is_file() else {}
-    return evaluation.get("photos_object_named", {}).get("split") == "test"
+    return read_json(folder / "eval.json").get("photos_object_named", {}).get("split") == "test"
 
 
 def evaluate_photos(folder: Path, progress: bool = True) -> dict:
@@ -37,9 +37,7 @@ def evaluate_photos(folder: Path, progress: bool = True) -> dict:
     (folder / "eval.json").write_text(json.dumps(evaluation | {"photos_object_named": figure}, indent=2))
     predictions = folder / "eval_predictions.jsonl"
     rows = [json.loads(line) for line in predictions.read_text().splitlines()] if predictions.is_file() else []
-    rows = [row for row in rows if row["task"] != "name"] + [
-        {"image": s.image_id, "task": s.task, "qtype": s.qtype, "prompt": s.prompt, "answer": answer,
-         "target": s.target} for s, answer in zip(samples, answers)]
+    rows = [row for row in rows if row["task"] != "name"] + prediction_rows(samples, answers)
     predictions.write_text("".join(json.dumps(row) + "\n" for row in rows))
     regenerate(folder)
     return figure
@@ -53,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folders = args.folders or []
     if args.all:
-        folders += [f for f in sorted(ADAPTERS_DIR.iterdir()) if f.is_dir() and not f.name.startswith(".")
-                    and "photos_object_named" in json.loads((f / "eval.json").read_text())]
+        folders += [f for f in shipped_folders() if "photos_object_named" in read_json(f / "eval.json")]
     if not folders:
         parser.error("name a folder or give --all")
     for folder in folders:

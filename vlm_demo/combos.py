@@ -16,6 +16,14 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ADAPTERS_DIR = ASSETS / "adapters"
 
 
+def shipped_folders(root: Path | None = None) -> list[Path]:
+    """The checkpoint folders under assets/adapters (or `root`), by name; dot folders are a ship in progress."""
+    root = root or ADAPTERS_DIR
+    if not root.is_dir():
+        return []
+    return [folder for folder in sorted(root.iterdir()) if folder.is_dir() and not folder.name.startswith(".")]
+
+
 class ComboError(ValueError):
     """Parts that do not exist or cannot work together; the message says which and what to pick instead."""
 

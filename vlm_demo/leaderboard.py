@@ -18,7 +18,7 @@ from typing import Any
 from vlm_demo.adapters import CheckpointError
 from vlm_demo.cards import LABELS, Stage, read_figures
 from vlm_demo.checkpoint import Checkpoint
-from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO
+from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, shipped_folders
 
 # The leaderboard's held-out columns: column title -> card metric name. The first one a card carries is its main score.
 SCORES = {
@@ -153,12 +153,7 @@ def read_entry(folder: Path) -> Entry | None:
 
 def leaderboard(root: Path | None = None) -> list[Entry]:
     """Every shipped checkpoint under assets/adapters (or `root`), best main score first."""
-    root = root or ADAPTERS_DIR
-    if not root.is_dir():
-        return []
-    entries = [read_entry(folder) for folder in sorted(root.iterdir())
-               if folder.is_dir() and not folder.name.startswith(".")]  # dot folders: a ship in progress
-    found = [entry for entry in entries if entry is not None]
+    found = [entry for entry in map(read_entry, shipped_folders(root or ADAPTERS_DIR)) if entry is not None]
     return sorted(found, key=lambda entry: -(entry.score(next(iter(SCORES))) or -1.0))
 
 

@@ -15,7 +15,15 @@ import gradio as gr
 
 from vlm_demo.adapters import CheckpointError
 from vlm_demo.cards import card_text
-from vlm_demo.combos import ADAPTERS_DIR, COMBOS, DEFAULT_COMBO, Combo, hub_combo_for, loaded_hub_combos
+from vlm_demo.combos import (
+    ADAPTERS_DIR,
+    COMBOS,
+    DEFAULT_COMBO,
+    Combo,
+    hub_combo_for,
+    loaded_hub_combos,
+    shipped_folders,
+)
 from vlm_demo.encoders import ENCODERS
 from vlm_demo.hub import HubError, check_hub_id
 from vlm_demo.leaderboard import HEADERS, NOTE, NUMERIC, leaderboard, read_config, rows, safetensors_parameters
@@ -64,12 +72,7 @@ def first_card(names: list[str]) -> str | None:
 
 def shipped_cards(root: Path | None = None) -> list[Card]:
     """Every checkpoint folder under assets/adapters (or `root`)."""
-    root = root or ADAPTERS_DIR
-    if not root.is_dir():
-        return []
-    cards = [read_card(folder) for folder in sorted(root.iterdir())
-             if folder.is_dir() and not folder.name.startswith(".")]  # dot folders: a ship in progress
-    return [card for card in cards if card is not None]
+    return [card for card in map(read_card, shipped_folders(root or ADAPTERS_DIR)) if card is not None]
 
 
 def overview_rows(cards: list[Card]) -> list[dict[str, Any]]:
