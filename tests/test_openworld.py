@@ -65,10 +65,10 @@ def test_head_captions_without_wordnet_words_name_the_class_only_when_sure():
 def test_drawings_get_pseudo_captions_from_the_head_and_unsure_ones_are_dropped():
     drawings = [s for name in ("emoji", "clipart") for s in _drawings_or_skip(name)]
     rows = {s.image_id: i for i, s in enumerate(drawings)}
-    pooled = torch.zeros(len(drawings), 8)
-    pooled[0, 0] = 10.0  # only the first image is confidently class 0; the others are uniform over 8 classes
-    head = ClassHead(torch.eye(8), torch.zeros(8), ("tabby cat", "lion", "cup", "moped", *"abcd"))
-    features = EncoderOutput(torch.zeros(len(drawings), 1, 8), pooled)
+    pooled = torch.zeros(len(drawings), 16)
+    pooled[0, 0] = 10.0  # only the first image is confidently class 0; the others are uniform over 16 classes
+    head = ClassHead(torch.eye(16), torch.zeros(16), ("tabby cat", "lion", "cup", "moped", *"abcdefghijkl"))
+    features = EncoderOutput(torch.zeros(len(drawings), 1, 16), pooled)
     kept = write_head_captions(drawings, features, rows, head)
     assert [s.image_id for s in kept] == [drawings[0].image_id]
     assert "tabby cat" in kept[0].target and drawings[0].meta["caption_from"] == HEAD_CAPTION

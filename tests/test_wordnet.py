@@ -7,7 +7,7 @@ import random
 import torch
 
 from train.data.wordnet import WordNet, parse_line, words_of
-from train.pseudo_captions import Confidence, class_phrase, head_caption, head_phrase
+from train.pseudo_captions import Confidence, a, class_phrase, head_caption, head_phrase
 
 LINES = {  # word: the rest of its line (lex_filenum ss_type w_cnt (word lex_id)* p_cnt pointers | gloss)
     "animal": "03 n 01 animal 0 000 | a living organism",
@@ -19,6 +19,8 @@ LINES = {  # word: the rest of its line (lex_filenum ss_type w_cnt (word lex_id)
     "military_uniform": "06 n 01 military_uniform 0 002 @ {uniform} n 0000 ~ {bird} n 0000 | a uniform",
     "uniform": "06 n 01 uniform 0 001 @ {clothing} n 0000 | clothing of distinctive design",
     "goldfinch": "05 n 01 goldfinch 0 001 @ {finch} n 0000 | a finch",
+    "bus": "06 n 01 bus 0 000 | a vehicle carrying many passengers",
+    "minibus": "06 n 01 minibus 0 001 @ {bus} n 0000 | a light bus",
 }
 
 
@@ -47,18 +49,19 @@ def test_everyday_category_broad_kind_and_person_come_from_the_hypernym_chain(tm
     brambling = words_of(wordnet, "n" + offsets["brambling"])
     assert (brambling.category, brambling.broad, brambling.person) == ("bird", "animal", None)
     uniform = words_of(wordnet, "n" + offsets["military_uniform"])
-    assert uniform.person == "in" and uniform.broad == "clothing"
+    assert uniform.person == "in" and uniform.broad is None  # "clothing" alone tells a visitor nothing
     assert [s.words[0] for s in wordnet.chain(offsets["brambling"])] == ["brambling", "finch", "bird", "animal"]
 
 
-def test_captions_say_the_category_then_the_class_and_only_what_the_head_is_sure_of(tmp_path):
+def test_captions_say_the_class_then_its_category_and_only_what_the_head_is_sure_of(tmp_path):
     wordnet, offsets = fake_wordnet(tmp_path)
     names = ("brambling", "military uniform", "goldfinch")
     words = tuple(words_of(wordnet, "n" + offsets[key]) for key in ("brambling", "military_uniform", "goldfinch"))
-    assert class_phrase(0, names, words) == "a bird, a brambling"
+    assert class_phrase(0, names, words) == "a brambling, a type of bird"
     assert class_phrase(1, names, words) == "a person in a military uniform"
     sure = Confidence(specific=0.6, category=0.7, broad=0.8, hedge=0.5)
-    assert head_phrase(torch.tensor([0.9, 0.05, 0.05]), names, sure, words) == ("specific", "a bird, a brambling")
+    assert head_phrase(torch.tensor([0.9, 0.05, 0.05]), names, sure, words) == (
+        "specific", "a brambling, a type of bird")
     assert head_phrase(torch.tensor([0.4, 0.2, 0.4]), names, sure, words) == ("category", "a bird")
     unsure = Confidence(specific=0.6, category=0.9, broad=0.95, hedge=0.5)
     assert head_phrase(torch.tensor([0.4, 0.2, 0.4]), names, unsure, words) == ("hedge", "a brambling or a goldfinch")
@@ -66,4 +69,15 @@ def test_captions_say_the_category_then_the_class_and_only_what_the_head_is_sure
         "category", "a bird")
     assert head_phrase(torch.tensor([0.3, 0.4, 0.3]), names, Confidence(0.6, 0.7, 0.95, 0.9), words) is None
     caption = head_caption(torch.tensor([0.9, 0.05, 0.05]), names, random.Random(1), words=words)
-    assert caption.endswith("a bird, a brambling.") or caption == "A bird, a brambling."
+    assert caption.endswith("a brambling, a type of bird.") or caption == "A brambling, a type of bird."
+
+
+def test_a_class_name_that_ends_in_its_category_says_it_once(tmp_path):
+    wordnet, offsets = fake_wordnet(tmp_path)
+    minibus = (words_of(wordnet, "n" + offsets["minibus"]),) * 2
+    assert class_phrase(0, ("minibus", "school bus"), minibus) == "a minibus, a type of bus"
+    assert class_phrase(1, ("minibus", "school bus"), minibus) == "a school bus"
+
+
+def test_plural_class_names_take_no_article():
+    assert (a("apple"), a("jeans")) == ("an apple", "jeans")

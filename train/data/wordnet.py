@@ -26,9 +26,8 @@ bag bottle cup dish knife ball toy weapon shoe hat uniform
 BROAD: dict[str, str] = {  # a synset's first lemma -> the broad kind it and everything under it belongs to
     "animal": "animal", "person": "person", "plant": "plant", "food": "food", "foodstuff": "food",
     "edible_fruit": "fruit", "vegetable": "vegetable", "beverage": "drink", "vehicle": "vehicle",
-    "craft": "vehicle", "structure": "building", "device": "device", "container": "container",
-    "covering": "clothing", "fungus": "mushroom",
-}
+    "craft": "vehicle", "structure": "building", "fungus": "mushroom",
+}  # no "device", "container" or "clothing": a caption saying only "a device" tells a visitor nothing
 PERSON_IN = frozenset("clothing garment uniform headdress footwear protective_garment armor body_armor".split())
 PERSON_WITH = frozenset(("sports_equipment", "ball"))
 PHRASES: dict[str, str] = {"n03991062": "a plant in a pot"}  # flowerpot: what a photo of one shows
