@@ -158,21 +158,34 @@ def test_a_broken_premise_is_not_testable_unless_a_matched_arm_restores_it():
     assert restored["verdict"] == restored["rule_verdict"] == "not reproduced"
 
 
-def test_k_tokens_bootstraps_the_final_adapters_per_item_validation_losses(study_root):
+def test_k_tokens_runs_the_matched_encoder_and_bootstraps_per_item_training_losses(study_root):
     import statistics
 
     from study_helpers import tiny_study
 
     from train.study import run_claim
+    from train.study.claims import K_ENCODER
     from train.study.val_items import item_losses
 
     load_claims()
     with tiny_study(study_root, seeds=2) as budget:
         record = run_claim("k-tokens", budget)
-    gap = record["details"]["k5_minus_k1"]
+    gap = record["details"]["train_k5_minus_k1"]
     assert gap["method"] == HIERARCHICAL == record["interval_method"] and gap["low"] <= gap["mean"] <= gap["high"]
     runs = budget.root / "runs"
-    per_seed = [statistics.fmean(item_losses(runs / "linear-k5" / f"seed-{s}" / "0-caption")) -
-                statistics.fmean(item_losses(runs / "linear-k1" / f"seed-{s}" / "0-caption")) for s in (0, 1)]
+    per_seed = [statistics.fmean(item_losses(runs / f"linear-k5-{K_ENCODER}" / f"seed-{s}" / "0-caption", "train")) -
+                statistics.fmean(item_losses(runs / f"linear-k1-{K_ENCODER}" / f"seed-{s}" / "0-caption", "train"))
+                for s in (0, 1)]
     assert gap["per_seed"] == pytest.approx(per_seed) and record["value"] == pytest.approx(statistics.fmean(per_seed))
+    assert record["details"]["premise_restored"] is False  # the tiny LLM's tokens are 32 wide: 384-d does not fit
+    assert record["verdict"] == "not testable at this scale"
     assert record["kind"] == "equivalence" and record["seeds_needed"] >= 2
+
+
+def test_the_k_tokens_premise_holds_when_the_encoder_vector_fits_in_one_llm_token(tmp_path):
+    from train.study.claims import fits_one_token
+
+    for name, width in (("fits", 384), ("too-wide", 1280)):
+        (tmp_path / name / "adapter").mkdir(parents=True)
+        (tmp_path / name / "adapter" / "config.json").write_text(json.dumps({"token_dim": width, "llm_hidden": 576}))
+    assert fits_one_token(tmp_path / "fits") and not fits_one_token(tmp_path / "too-wide")

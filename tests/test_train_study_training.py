@@ -81,19 +81,6 @@ def test_another_images_caption_is_never_the_images_own_caption_text():
     assert all(other != sample.target for sample, other in zip(samples, other_captions(samples)))
 
 
-def test_tinylm_progressive_runs_the_decoder_stage_then_captions_against_a_perceiver(budget):
-    record = run_claim("tinylm-progressive", budget)
-    check(record, budget, digits=1)
-    details = record["details"]
-    assert set(record["curves"]) == set(details["trainable_parameters"]) == {"tinylm-progressive", "perceiver"}
-    assert all(count > 0 for count in details["trainable_parameters"].values())
-    assert record["value"] == pytest.approx(sum(b - a for a, b in zip(*details["steps_to_threshold"])) / 2)
-    stages = sorted(p.name for p in (budget.root / "runs" / "tinylm-progressive" / "seed-1").iterdir())
-    assert stages == ["0-decoder", "1-caption"]
-    assert f"{details['threshold']:.3f}" in record["figure"]
-    assert f"perceiver {details['trainable_parameters']['perceiver'] / 1e6:.1f} M" in record["figure"]
-
-
 def test_convergence_pairs_seeds_and_counts_steps_to_a_threshold_every_run_reaches(tmp_path):
     def run(name: str, losses: list[float]):
         folder = tmp_path / name

@@ -50,5 +50,7 @@ def test_per_item_validation_losses_are_those_of_the_last_validation(tiny_llm_di
     before = sorted(path.name for path in output.iterdir())
     losses = item_losses(output)
     assert len(losses) == 1 and losses[0] == pytest.approx(last["val_loss"], rel=1e-4)  # one sample: the same loss
-    assert sorted(path.name for path in output.iterdir()) == sorted([*before, ITEM_LOSSES])  # nothing else written
-    assert json.loads((output / ITEM_LOSSES).read_text())["losses"] == losses == item_losses(output)
+    assert sorted(path.name for path in output.iterdir()) == sorted([*before, ITEM_LOSSES["val"]])  # nothing else
+    trained = item_losses(output, "train")  # the final training loss, item by item
+    assert trained and all(loss > 0 for loss in trained) and (output / ITEM_LOSSES["train"]).is_file()
+    assert json.loads((output / ITEM_LOSSES["val"]).read_text())["losses"] == losses == item_losses(output)

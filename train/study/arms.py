@@ -32,10 +32,21 @@ def adapter(family: str, budget: Budget) -> list[str]:
     """The family and its options (smaller transformers at the --tiny budget)."""
     options = {**FAMILY_OPTIONS[family], **(TINY_OPTIONS.get(family, {}) if budget.name == "tiny" else {})}
     if family == "tinylm" and budget.name == "tiny":  # the tiny LM shares the tiny LLM's (small) vocabulary
-        from transformers import AutoConfig
-
-        options["vocab_size"] = AutoConfig.from_pretrained(load_config(None, budget.base).model.llm).vocab_size
+        options["vocab_size"] = llm_config(budget).vocab_size
     return [f'model.adapter="{family}"'] + ([f"model.adapter_options={toml_value(options)}"] if options else [])
+
+
+def llm_config(budget: Budget) -> Any:
+    """The transformers config of the budget's LLM: a registered one's packaged folder (or hub id), else the folder
+    or hub id the budget names."""
+    from transformers import AutoConfig
+
+    from vlm_demo.llms import LLMS
+
+    name = load_config(None, budget.base).model.llm
+    spec = LLMS.get(name)
+    source = (spec.local_dir() if spec.local_dir else spec.hub_id) if spec else name
+    return AutoConfig.from_pretrained(source)
 
 
 def align(family: str, budget: Budget) -> Arm:

@@ -1,7 +1,7 @@
 """Claims about training recipes. TerraAlign: LLM-free EMD pre-alignment lowers and speeds the caption stage, an
-align-only adapter already captions simple cases, image tokens move toward text tokens over the align epochs.
-PaLM2-VAdapter: a tiny LM trained first as a caption decoder converges faster as the adapter than a perceiver
-resampler. Runs are shared through `train.study.arms` (a family's align stage is trained once for all)."""
+align-only adapter already captions simple cases, image tokens move toward text tokens over the align epochs
+(PaLM2-VAdapter's are in claims_tinylm). Runs are shared through `train.study.arms` (a family's align stage is
+trained once for all)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from train.study import Budget, Claim, Finding, register
-from train.study.arms import ALIGN_EPOCHS, adapter, align, aligned_qa, finer_validation, qa
+from train.study.arms import ALIGN_EPOCHS, align, aligned_qa, qa
 from train.study.claims import MLP, TERRAALIGN
 from train.study.items import cider_items
 from train.study.power import HIERARCHICAL, OVER_SEEDS, bootstrap_interval, item_rows, seed_interval
@@ -27,9 +27,7 @@ from train.study.runs import (
     show,
     superiority,
 )
-from train.sweep import Arm, mean_curve
-
-PALM2 = "palm2-vadapter.txt"
+from train.sweep import mean_curve
 
 THESIS_PROMPT = "Below is a description of an image; please correct it and re-write a caption."
 
@@ -172,8 +170,6 @@ def drift(budget: Budget) -> Finding:
 
 LOSS_SMALLEST = 0.05  # nats of validation loss
 LOSS_WHY = "about 3% of the caption stage's final validation loss (about 1.5 in round 1): a gap a curve shows"
-STEPS_SMALLEST = 30.0  # steps
-STEPS_WHY = "a tenth of the 300-step caption stage (the validation interval, 25 steps, is finer)"
 COSINE_SMALLEST = 0.05  # cosine
 COSINE_WHY = ("our own (the thesis's pictures give no size): a move in mean best cosine under 0.05 would not show in "
               "a PCA picture like Figures 18-19")
@@ -199,33 +195,6 @@ def align_only_verdict(details: dict) -> str:
     if statistics.fmean(details["cider"]["caption run"]) < 0.1:
         return "inconclusive"
     return superiority(details["gain_over_blind"], CIDER_SMALLEST)
-
-
-def trainable(folder: Path) -> int:
-    return json.loads((folder / "summary.json").read_text())["trainable_parameters"]
-
-
-def tinylm_progressive(budget: Budget) -> Finding:
-    """A tinylm adapter (tiny LM plus a one-layer perceiver, as train/configs/tinylm.toml) trained first as a caption
-    decoder without the LLM, then through the frozen LLM, against a perceiver-resampler adapter trained through the
-    LLM; both caption stages alike. Full budget: per seed 1 decoder run (no LLM forward) and 2 caption runs."""
-    progressive = Arm("tinylm-progressive", [("decoder", adapter("tinylm", budget)),
-                                             ("caption", [*adapter("tinylm", budget), *finer_validation(budget)])])
-    perceiver = Arm("perceiver", [("caption", [*adapter("perceiver", budget), *finer_validation(budget)])])
-    runs = final_runs([progressive, perceiver], budget)
-    result = convergence(runs["tinylm-progressive"], runs["perceiver"])
-    gap, faster = result["final_gap"], result["steps_gap"]
-    sizes = {name: trainable(folders[0]) for name, folders in runs.items()}
-    return Finding(
-        figure=f"caption-stage validation loss, perceiver minus progressive tiny LM: steps to "
-               f"{result['threshold']:.3f} {show(faster, 1)}; final {show(gap)} ({len(budget.seeds)} seeds, paired); "
-               f"trainable parameters: tiny LM {sizes['tinylm-progressive'] / 1e6:.1f} M, perceiver "
-               f"{sizes['perceiver'] / 1e6:.1f} M",
-        value=faster["mean"], low=faster["low"], high=faster["high"],
-        interval_method=f"{OVER_SEEDS} (steps); {gap['method']} (final loss)",
-        details={**result, "trainable_parameters": sizes,
-                 "curve_axes": ("step of the caption stage", "validation loss")},
-        curves={name: mean_curve(folders, "val_loss") for name, folders in runs.items()})
 
 
 register(Claim("emd-prealign", TERRAALIGN, "1 Introduction (Figure 1); 4.2 Discussion",
@@ -269,26 +238,3 @@ register(Claim("drift-over-epochs", TERRAALIGN, "3.5 Analysis - Simple Adapter (
                    "own-caption cosine the loss does optimise (reported beside it)",
                    "a cosine instead of the thesis's PCA pictures",
                    "synthetic shapes images (400 to train, 50 to test) instead of the paper's real photos")))
-register(Claim("tinylm-progressive", PALM2, "Abstract; Figure 1 (faster, higher, stronger)",
-               "a tiny LM trained first as a caption decoder, then as the adapter, converges faster than a perceiver "
-               "resampler", "Figure 1 (curves, no numbers in our copy): faster convergence and higher performance "
-               "than the perceiver-resampler baseline with 30-70% fewer parameters", tinylm_progressive,
-               kind="superiority", smallest_effect=STEPS_SMALLEST, unit="steps", effect_why=STEPS_WHY,
-               rule=f"superiority: reproduced if the paired interval of steps to the threshold (5% above the worst "
-                    f"final validation loss; perceiver minus tiny LM) lies above 0 and that of the final loss does "
-                    f"not lie at or below 0; not reproduced if the steps' interval lies wholly below "
-                    f"{STEPS_SMALLEST:.0f} steps; otherwise inconclusive. Validation loss is logged every "
-                    "train.val_every / 2 steps, which bounds the steps' resolution; the tiny LM's decoder stage is "
-                    "not counted",
-               judge=lambda details: paired_verdict(details["steps_gap"], details["final_gap"], STEPS_SMALLEST),
-               judged=lambda details: [details["steps_gap"]],
-               deviations=(
-                   "the tiny LM starts from random weights (init_from_llm=false); PaLM2-VAdapter's is a pretrained "
-                   "language model",
-                   "300 decoder steps, then 300 adapter steps; validation every 25 steps, so steps-to-threshold "
-                   "moves by 25",
-                   "our tiny LM has 18.1 M trainable parameters, the perceiver 7.3 M; the paper's is the smaller of "
-                   "the two",
-                   "the progressive-versus-non-progressive ablation is not run"),
-               broken_premise="the progressive recipe rests on a pretrained tiny LM; one started from random weights "
-                              "does not test it"))

@@ -104,12 +104,12 @@ def combined(verdicts: list[str]) -> str:
     return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
 
 
-def final_item_gap(first: list[Path], second: list[Path]) -> dict[str, Any]:
-    """Hierarchical bootstrap of the mean per-item final validation loss, second - first, paired by seed and item
-    (train.study.val_items.item_losses, computed once per run)."""
+def final_item_gap(first: list[Path], second: list[Path], split: str = "val") -> dict[str, Any]:
+    """Hierarchical bootstrap of the mean per-item final validation (or training) loss, second - first, paired by
+    seed and item (train.study.val_items.item_losses, computed once per run)."""
     from train.study.val_items import item_losses
 
-    return bootstrap_interval([item_rows(item_losses(b), item_losses(a)) for a, b in zip(first, second)])
+    return bootstrap_interval([item_rows(item_losses(b, split), item_losses(a, split)) for a, b in zip(first, second)])
 
 
 def convergence(first: list[Path], second: list[Path], key: str = "val_loss") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Per-item validation losses of a finished study run, for the bootstrap over seeds and items: each validation
+"""Per-item losses of a finished study run, for the bootstrap over seeds and items: each validation (or training)
 sample's own loss under the run's final adapter, computed once and kept beside the run."""
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ import torch
 
 from train.stages import Batch
 
-ITEM_LOSSES = "val_items.json"
+ITEM_LOSSES = {"val": "val_items.json", "train": "train_items.json"}
 
 
-def item_losses(folder: Path) -> list[float]:
+def item_losses(folder: Path, split: str = "val") -> list[float]:
     """Each validation sample's own loss (a batch of one, no gradients) under a finished run's final adapter, in the
     order of the validation split: the per-item losses of the run's last validation, for a bootstrap over seeds and
-    items. Rebuilt from the run's config.json with the adapter started from `folder/adapter` (a throw-away output
-    folder; the run's own files are not touched) and kept as folder/val_items.json (computed once). A frozen
-    encoder only: a run that tuned its encoder keeps one loss per seed."""
+    items; `split="train"`: each training sample's (the final training loss, item by item). Rebuilt from the run's
+    config.json with the adapter started from `folder/adapter` (a throw-away output folder; the run's own files are
+    not touched) and kept as folder/val_items.json or train_items.json (computed once). A frozen encoder only: a run
+    that tuned its encoder keeps one loss per seed."""
     import json
     import tempfile
 
@@ -25,7 +26,7 @@ def item_losses(folder: Path) -> list[float]:
     from train.loop import StageRun
 
     folder = Path(folder)
-    kept = folder / ITEM_LOSSES
+    kept = folder / ITEM_LOSSES[split]
     if kept.is_file():
         return json.loads(kept.read_text())["losses"]
     saved = json.loads((folder / "config.json").read_text())
@@ -43,7 +44,7 @@ def item_losses(folder: Path) -> list[float]:
         run.adapter.eval()
         losses = []
         with torch.no_grad():
-            for sample in run.val_samples:
+            for sample in run.val_samples if split == "val" else run.samples:
                 with run.accelerator.autocast():
                     losses.append(float(run.parts.loss(Batch(run.features_of([sample]), [sample],
                                                              run.teacher_of([sample])))))
