@@ -1,6 +1,7 @@
 """Analysis of a trained adapter over many images (a folder, or the evaluation split): nearest-vocabulary cosines
 aggregated against the random-vector baseline, the spectrum of each Linear weight's change since step 0 (a linear
-adapter's single layer), and the principal components holding 80% of the image tokens' variance.
+adapter's single layer), and the principal components holding 80% of the image tokens' variance (with the evaluation
+split: also of the image and caption-text tokens together, as the TerraAlign thesis counted them).
 
 `python -m train analyse --config FILE [--checkpoint DIR] [--images FOLDER] [--initial DIR] [key=value ...]`
 writes `analysis.json` in the run's folder."""
@@ -70,6 +71,43 @@ def components_summary(tokens: list[torch.Tensor], threshold: float = 0.8) -> di
                                                        (t.float().norm(dim=-1) for t in tokens)])}
 
 
+def rows_of(tokens: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1, t.shape[-1]) for t in tokens]).double()
+
+
+def joint_components(image: list[torch.Tensor], captions: list[torch.Tensor], encoder: list[torch.Tensor],
+                     threshold: float = 0.8) -> dict:
+    """The thesis's count and its checks: components for `threshold` of the variance of the image tokens together
+    with their captions' text tokens (the thesis's joint PCA); the same with every token scaled to unit length (then a
+    few long tokens cannot hold the variance); the image tokens alone, scaled alike; and the encoder's own tokens of
+    the same images, scaled alike (what the adapter's tokens are made from: the reference for their count)."""
+    image_rows, text_rows, encoder_rows = rows_of(image), rows_of(captions), rows_of(encoder)
+    unit = torch.nn.functional.normalize
+    both = torch.cat([image_rows, text_rows.to(image_rows.dtype)])
+
+    def count(x: torch.Tensor) -> int:
+        return analysis.components_for_variance(x, threshold)
+
+    return {"threshold": threshold, "image_tokens": len(image_rows), "caption_tokens": len(text_rows),
+            "joint": count(both), "joint_normalised": count(unit(both, dim=-1)),
+            "image_normalised": count(unit(image_rows, dim=-1)),
+            "encoder_normalised": count(unit(encoder_rows, dim=-1))}
+
+
+def caption_embeddings(vlm, config: TrainConfig, names: list[str]) -> list[torch.Tensor] | None:
+    """The LLM's input embeddings of each analysed evaluation image's caption (None for images from a folder)."""
+    targets = {s.image_id: s.target for s in gather_samples(config.data.eval, "test") if s.task == "caption"}
+    if not all(name in targets for name in names):
+        return None
+    table = vlm.llm.vocabulary_embeddings().float().cpu()
+    return [table[vlm.llm.tokenizer(targets[name], add_special_tokens=False)["input_ids"]] for name in names]
+
+
+def encoder_tokens(vlm, batches: list[list]) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [row.float().cpu() for batch in batches for row in vlm.features(batch).tokens]
+
+
 def spectra_summary(adapter, initial=None) -> list[dict]:
     """Each Linear weight's (change's) spectrum, with its effective rank as a share of full rank."""
     rows = []
@@ -98,13 +136,16 @@ def analyse(config: TrainConfig, checkpoint: Checkpoint | str | None = None, ima
     checkpoint = Checkpoint.resolve(checkpoint or Path(config.output_dir) / "adapter")
     vlm = VisionLanguageModel.from_checkpoint(checkpoint, name=config.name)
     pairs = images_to_analyse(config, images, limit)
-    tokens = [row.float().cpu() for start in range(0, len(pairs), 16)
-              for row in vlm.image_tokens([image for _, image in pairs[start:start + 16]])]
+    batches = [[image for _, image in pairs[start:start + 16]] for start in range(0, len(pairs), 16)]
+    tokens = [row.float().cpu() for batch in batches for row in vlm.image_tokens(batch)]
+    captions = caption_embeddings(vlm, config, [name for name, _ in pairs]) if images is None else None
     start, start_folder = initial_adapter(config, initial)
     record = {"checkpoint": checkpoint.source, "adapter": vlm.adapter.config.kind, "llm": vlm.llm.name,
               "images": len(pairs), "source": images or "data.eval (test split)",
               "cosines": cosine_summary(tokens, analysis.vocabulary(vlm.llm), baseline_samples),
               "components_for_80_percent": components_summary(tokens),
+              **({"joint_components": joint_components(tokens, captions, encoder_tokens(vlm, batches))}
+                 if captions else {}),
               "spectra": {"of": f"change since {start_folder}" if start is not None else "trained weights",
                           "layers": spectra_summary(vlm.adapter, start)}}
     folder = Path(config.output_dir)

@@ -118,8 +118,16 @@ def captions(objects: list[ShapeObject], background: str) -> list[str]:
     ]
 
 
-def questions(objects: list[ShapeObject]) -> list[tuple[str, str, str]]:
-    """(question type, question, short answer) pairs that have exactly one right answer."""
+KIND_QUESTION = "What colour and shape is the object?"  # a single object's class: 8 colours x 5 shapes
+
+
+def questions(objects: list[ShapeObject], types: list[str] | None = None) -> list[tuple[str, str, str]]:
+    """(question type, question, short answer) pairs that have exactly one right answer: count, colour, shape and
+    position by default; only `types` when given, which may include "kind" (a single object's colour and shape, a
+    40-way classification)."""
+    if types is not None:
+        kind = [("kind", KIND_QUESTION, f"{objects[0].colour} {objects[0].shape}")] if len(objects) == 1 else []
+        return [pair for pair in questions(objects) + kind if pair[0] in types]
     pairs = [("count", "How many shapes are in the image?", NUMBERS[len(objects)])]
     by_shape = {o.shape: [p for p in objects if p.shape == o.shape] for o in objects}
     by_colour = {o.colour: [p for p in objects if p.colour == o.colour] for o in objects}
@@ -142,8 +150,10 @@ def make_scene(seed: int, max_objects: int = 4) -> tuple[list[ShapeObject], str,
     return objects, background, rng.random() < 0.3, rng
 
 
-def shapes_samples(split: str, count: int, vqa_per_image: int = 1, max_objects: int = 4) -> list[Sample]:
-    """`count` images of one split: a caption sample each (a random wording) plus `vqa_per_image` VQA samples."""
+def shapes_samples(split: str, count: int, vqa_per_image: int = 1, max_objects: int = 4,
+                   question_types: list[str] | None = None, with_captions: bool = True) -> list[Sample]:
+    """`count` images of one split: a caption sample each (a random wording; none without `with_captions`) plus
+    `vqa_per_image` VQA samples (of `question_types` only, when given)."""
     samples = []
     for index in range(count):
         seed = SPLIT_SEEDS[split] + index
@@ -156,9 +166,11 @@ def shapes_samples(split: str, count: int, vqa_per_image: int = 1, max_objects: 
         meta = {"objects": [o.as_dict() for o in objects], "background": background}
         image_id = f"shapes-{split}-{index}"
         label = f"{objects[0].colour} {objects[0].shape}" if len(objects) == 1 else ""
-        samples.append(Sample(image_id, load, "Describe this image.", rng.choice(references), "caption",
-                              qtype="shapes", label=label, references=references, meta=meta))
-        for qtype, question, answer in rng.sample(questions(objects), min(vqa_per_image, len(questions(objects)))):
+        caption = Sample(image_id, load, "Describe this image.", rng.choice(references), "caption",
+                         qtype="shapes", label=label, references=references, meta=meta)
+        samples.extend([caption] if with_captions else [])
+        asked = questions(objects, question_types)
+        for qtype, question, answer in rng.sample(asked, min(vqa_per_image, len(asked))):
             samples.append(Sample(image_id, load, question, f"{answer[0].upper()}{answer[1:]}.", "vqa",
                                   qtype=qtype, label=answer, meta=meta))
     return samples

@@ -13,6 +13,7 @@ from train.sweep import Arm
 from vlm_demo.combos import COMBOS
 
 STUDY_FAMILIES = ("mlp", "attention", "linear", "query", "perceiver", "tinylm")
+THESIS_FAMILIES = ("mlp", "attention", "query")  # the TerraAlign thesis's three adapters
 DEVIATIONS: dict[str, dict[str, Any]] = {  # where an arm departs from its family's registered options
     "mlp": {"stage_features": [], "stage_subgrid": [], "input_norm": False, "class_tokens": 0},  # plain per-token MLP
     "query": {"num_queries": 24},  # the thesis's query adapter halves the tokens (255 -> 128): 49 -> 24
@@ -63,6 +64,32 @@ def qa_data(budget: Budget) -> list[str]:
 def qa_eval(budget: Budget) -> list[str]:
     """Evaluation on each image's caption plus up to EVAL_QUESTIONS questions (every type a one-object image has)."""
     return [data_override(budget, "eval", vqa_per_image=EVAL_QUESTIONS)]
+
+
+def fine_tuned(family: str, budget: Budget) -> Arm:
+    """The family's align stage, then LoRA fine-tuning with the adapter on the budget's captions: the thesis's
+    pre-training and fine-tuning."""
+    return Arm(f"align-{family}-lora", [("caption", [*adapter(family, budget), 'caption.llm_mode="lora"'])],
+               after=align(family, budget))
+
+
+KIND_TEST_IMAGES = 1000  # the 40-way task's held-out items at the full budget: enough to separate a few points
+KIND_DATA = {"max_objects": 1, "vqa_per_image": 1, "question_types": ["kind"], "with_captions": False}
+
+
+def kind(family: str, budget: Budget) -> Arm:
+    """The family's align stage, then LoRA fine-tuning with the adapter on one fixed question about single-shape images,
+    "What colour and shape is the object?" (8 colours x 5 shapes): as the thesis fine-tuned its pre-trained adapters
+    and the LLM to name Food101's classes."""
+    data = [data_override(budget, split, **KIND_DATA) for split in ("train", "val")]
+    return Arm(f"kind-{family}", [("caption", [*adapter(family, budget), 'caption.llm_mode="lora"', *data])],
+               after=align(family, budget))
+
+
+def kind_eval(budget: Budget) -> list[str]:
+    """The 40-way question on held-out single-shape images (KIND_TEST_IMAGES at the full budget)."""
+    size = {"count": KIND_TEST_IMAGES} if budget.name == "full" else {}
+    return [data_override(budget, "eval", **KIND_DATA, **size)]
 
 
 def finer_validation(budget: Budget) -> list[str]:

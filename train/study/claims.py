@@ -1,5 +1,5 @@
 """The cheap claims of the seed papers, each an experiment at a budget: k = 1, 2, 5 pseudo-tokens, a linear adapter
-near full rank, best cosines near the random baseline, nearest-token substitution, components for 80% variance.
+near full rank, best cosines near the random baseline, nearest-token substitution.
 Runs are shared between claims through the sweep's folders (the same arm and seed is trained once)."""
 
 from __future__ import annotations
@@ -196,57 +196,6 @@ def nearest_substitution(budget: Budget) -> Finding:
         details={"cider": scores, "drop": drop})
 
 
-COMPONENTS_SMALLEST = 8.0  # components beyond the two a 2-D plot shows
-COMPONENTS_RULE = ("superiority of the count over the 2 components a 2-D plot shows: reproduced if the interval of "
-                   "the component count lies above 2 and the first two components hold under half the variance; not "
-                   "reproduced if it lies wholly below 10 (2 plus the smallest effect of interest, 8); otherwise "
-                   "inconclusive")
-
-
-def components_verdict(count: dict, first_two_share: float) -> str:
-    """The count's superiority over 2 components at the smallest effect of interest, with the first-two guard."""
-    shifted = {**count, "low": count["low"] if count["low"] is None else count["low"] - 2,
-               "high": count["high"] if count["high"] is None else count["high"] - 2}
-    verdict = superiority(shifted, COMPONENTS_SMALLEST)
-    return "inconclusive" if verdict == "reproduced" and first_two_share >= 0.5 else verdict
-
-
-def components_of(folders: list[Path], budget: Budget) -> dict:
-    """Components for 80% of the image tokens' variance over the seeds' runs: interval, first-two share, verdict."""
-    records = [analysis_of(folder, budget)["components_for_80_percent"] for folder in folders]
-    counts = seed_interval([float(r["pooled"]) for r in records])
-    two = statistics.fmean(r["first_two_share"] for r in records)
-    spread = [r["largest_over_median_norm"]["mean"] for r in records if "largest_over_median_norm" in r]
-    return {"count": counts, "first_two_share": two, "verdict": components_verdict(counts, two), "per_seed": records,
-            "largest_over_median_norm": statistics.fmean(spread) if spread else None}
-
-
-def components_count(details: dict) -> dict:
-    """The mlp's component count (round-1 records: a t interval from the per-seed counts)."""
-    return details.get("count") or interval([float(r["pooled"]) for r in details["per_seed"]])
-
-
-def components_judge(details: dict) -> str:
-    return components_verdict(components_count(details),
-                              statistics.fmean(r["first_two_share"] for r in details["per_seed"]))
-
-
-def norm_spread(found: dict) -> str:
-    """How much longer an image's longest token is than its median one (empty for analyses made before it)."""
-    ratio = found["largest_over_median_norm"]
-    return "" if ratio is None else f"; an image's longest token is {ratio:.1f}x its median token's norm"
-
-
-def components(budget: Budget) -> Finding:
-    found = components_of(final_runs([MLP], budget)["mlp"], budget)
-    counts = found["count"]
-    return Finding(
-        figure=f"mlp adapter: {show(counts, 1, signed=False)} components for 80% of the image tokens' variance; "
-               f"the first two hold {found['first_two_share']:.0%}{norm_spread(found)}",
-        value=counts["mean"], low=counts["low"], high=counts["high"], interval_method=OVER_SEEDS,
-        details={"per_seed": found["per_seed"], "count": counts})
-
-
 register(Claim("k-tokens", SINGLE_FC, "Results: k = 1, 2, 5 adapters",
                "adapters emitting k = 1, 2 and 5 pseudo-tokens reach nearly the same loss",
                "\"All three adapters (k=1,2,5) attained nearly identical training losses\"", k_tokens,
@@ -312,20 +261,3 @@ register(Claim("nearest-token-destroys", SINGLE_FC, "Results: replacing the pseu
                deviations=(
                    "CIDEr-D of captions of synthetic shapes images instead of the paper's qualitative examples",
                    "SmolLM2-135M instead of Mistral-7B")))
-register(Claim("components-80", TERRAALIGN, "Analysis - Simple Adapter / Self-attention / Query adapter",
-               "many principal components are needed for 80% of the image tokens' variance (2-D plots lose most)",
-               "68 components (simple MLP adapter, after fine-tuning; the first two hold 15%); 14 (attention) and 33 "
-               "(query) after pre-training", components,
-               kind="superiority", smallest_effect=COMPONENTS_SMALLEST, unit="components",
-               effect_why="10 components in all: under the thesis's smallest count (14, attention) yet five times "
-                          "what a 2-D plot shows",
-               rule=COMPONENTS_RULE, judge=components_judge, judged=lambda details: [components_count(details)],
-               deviations=(
-                   "PCA of the image tokens alone, un-normalised; the thesis ran PCA on image and caption-text "
-                   "tokens together",
-                   "after 300 caption steps through a frozen LLM, not after LoRA fine-tuning",
-                   "synthetic shapes images, low-dimensional by construction; a few long tokens dominate the "
-                   "variance"),
-               broken_premise="the count is of the thesis's joint image-and-text PCA after LoRA fine-tuning; image "
-                              "tokens alone, on low-dimensional synthetic images and dominated by a few long tokens, "
-                              "do not test it"))

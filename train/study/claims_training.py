@@ -34,8 +34,8 @@ THESIS_PROMPT = "Below is a description of an image; please correct it and re-wr
 
 def emd_prealign(budget: Budget) -> Finding:
     """Self-attention adapter (the thesis's Figure 1), caption stage on captions and questions, with and without the
-    EMD align stage first. Full budget: 2 caption runs and 1 align run per seed (the caption run from scratch is
-    shared with families-classification, the align run with components-per-family)."""
+    EMD align stage first. Full budget: 2 caption runs and 1 align run per seed (the align run shared with
+    components-per-family and families-classification)."""
     runs = seed_runs([qa("attention", budget), aligned_qa("attention", budget)], budget)
     plain = [folders[-1] for folders in runs["qa-attention"]]
     aligned = [folders[-1] for folders in runs["align-attention-qa"]]
@@ -56,7 +56,7 @@ def emd_prealign(budget: Budget) -> Finding:
 def align_only(budget: Budget) -> Finding:
     """MLP adapter (the thesis's simple adapter, Table 7) after the align stage only, evaluated through the frozen LLM
     with real image tokens and with none (the blind baseline), beside the MLP caption run. Full budget: 1 align run
-    per seed (shared with drift-over-epochs and components-per-family) and the caption run of components-80."""
+    per seed (shared with drift-over-epochs, components-80 and families-classification) and 1 caption run."""
     aligned = final_runs([align("mlp", budget)], budget)["align-mlp"]
     captioned = final_runs([MLP], budget)["mlp"]
 

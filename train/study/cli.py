@@ -35,8 +35,8 @@ def budget(tiny: bool, root: Path, seeds: int | None) -> Budget:
     return Budget("full", root, list(range(seeds or 3)), list(FULL_BASE))
 
 
-CLAIM_MODULES = ("claims", "claims_training", "claims_tinylm", "claims_families", "claims_encoders",
-                 "claims_headlines")
+CLAIM_MODULES = ("claims", "claims_components", "claims_training", "claims_tinylm", "claims_families",
+                 "claims_encoders", "claims_headlines")
 
 
 def load_claims() -> None:
