@@ -29,9 +29,9 @@ ALIGN_EPOCHS = 4  # the thesis's pre-training epochs (Tables 4-6)
 TRAIN_QUESTIONS, EVAL_QUESTIONS = 2, 4  # shapes questions per image: count, colour, shape, position
 
 
-def adapter(family: str, budget: Budget) -> list[str]:
-    """The family and its options (smaller transformers at the --tiny budget)."""
-    options = {**FAMILY_OPTIONS[family], **(TINY_OPTIONS.get(family, {}) if budget.name == "tiny" else {})}
+def adapter(family: str, budget: Budget, **changes: Any) -> list[str]:
+    """The family and its options with `changes` (smaller transformers at the --tiny budget)."""
+    options = {**FAMILY_OPTIONS[family], **(TINY_OPTIONS.get(family, {}) if budget.name == "tiny" else {}), **changes}
     if family == "tinylm" and budget.name == "tiny":  # the tiny LM shares the tiny LLM's (small) vocabulary
         options["vocab_size"] = llm_config(budget).vocab_size
     return [f'model.adapter="{family}"'] + ([f"model.adapter_options={toml_value(options)}"] if options else [])

@@ -36,7 +36,7 @@ def budget(tiny: bool, root: Path, seeds: int | None) -> Budget:
 
 
 CLAIM_MODULES = ("claims", "claims_components", "claims_training", "claims_tinylm", "claims_families",
-                 "claims_encoders", "claims_headlines", "claims_efficiency")
+                 "claims_encoders", "claims_standin", "claims_headlines", "claims_efficiency")
 
 
 def load_claims() -> None:
