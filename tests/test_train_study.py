@@ -160,3 +160,19 @@ def test_the_full_rank_cut_off_is_a_random_matrix_of_the_rank_the_training_input
     assert rank_verdict({"change": change, "share": {"low": 0.46, "high": 0.49}}) == "not reproduced"  # round 1
     assert rank_verdict({"change": change, "share": {"low": 0.60, "high": 0.70}}) == "reproduced"
     assert rank_verdict({"change": change, "share": {"low": 0.55, "high": 0.65}}) == "inconclusive"
+
+
+def test_the_scale_ladder_multiplies_steps_and_data_and_keeps_its_runs_and_report_apart(tmp_path):
+    import argparse
+
+    from train.config import load_config
+    from train.study.cli import budget, folders, main
+
+    ladder = budget(False, tmp_path / "runs-x4", None, 4)
+    config = load_config(None, ladder.base)
+    assert ladder.name == "full-x4" and ladder.seeds == [0, 1]
+    assert config.train.max_steps == 4 * load_config(None, budget(False, tmp_path, None).base).train.max_steps
+    assert config.data.train[0]["count"] == 1600 and ladder.command("k-tokens").endswith("--seeds 2 --scale 4")
+    args = argparse.Namespace(root=str(tmp_path / "study"), out=str(tmp_path / "docs"), tiny=False, scale=4)
+    assert folders(args) == (tmp_path / "study-x4", tmp_path / "docs" / "scale-x4")
+    assert main(["study", "k-tokens", "--tiny", "--scale", "4"]) == 2

@@ -20,13 +20,15 @@ ROUND_ONE = {"held": "reproduced", "did not hold": "not reproduced"}  # the firs
 class Budget:
     """What every run of a claim starts from: the overrides (LLM, data, steps), the seeds and the runs' folder."""
 
-    name: str  # "tiny" (tests; numbers mean nothing) or "full"
+    name: str  # "tiny" (tests; numbers mean nothing), "full", or "full-x4" (the scale ladder: 4x steps and data)
     root: Path
     seeds: list[int]
     base: list[str]
+    scale: int = 1
 
     def command(self, claim: str) -> str:
-        return f"python -m train study {claim} --seeds {len(self.seeds)}" + (" --tiny" if self.name == "tiny" else "")
+        return (f"python -m train study {claim} --seeds {len(self.seeds)}" + (" --tiny" if self.name == "tiny" else "")
+                + (f" --scale {self.scale}" if self.scale > 1 else ""))
 
 
 @dataclass

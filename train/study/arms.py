@@ -87,8 +87,8 @@ def kind(family: str, budget: Budget) -> Arm:
 
 
 def kind_eval(budget: Budget) -> list[str]:
-    """The 40-way question on held-out single-shape images (KIND_TEST_IMAGES at the full budget)."""
-    size = {"count": KIND_TEST_IMAGES} if budget.name == "full" else {}
+    """The 40-way question on held-out single-shape images (KIND_TEST_IMAGES beyond the tiny budget)."""
+    size = {"count": KIND_TEST_IMAGES} if budget.name != "tiny" else {}
     return [data_override(budget, "eval", **KIND_DATA, **size)]
 
 
