@@ -129,3 +129,12 @@ def test_feature_cache_serves_tokens_from_entries_stored_with_stage_maps(monkeyp
     again, _ = tokens_only.features(samples, progress=False)
     assert (tokens_only.hits, tokens_only.misses) == (2, 0) and again.stages == []
     assert torch.equal(again.tokens, with_stages.tokens)
+
+
+def test_default_shapes_samples_stay_what_the_shipped_adapters_were_trained_on():
+    import hashlib
+    import json
+
+    rows = [(s.image_id, s.prompt, s.target, s.task, s.qtype, s.label, s.references, s.meta)
+            for split in ("train", "test") for s in shapes_samples(split, 40, vqa_per_image=2)]
+    assert hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16] == "b30ff51e882fdd39"

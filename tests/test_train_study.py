@@ -162,7 +162,7 @@ def test_the_full_rank_cut_off_is_a_random_matrix_of_the_rank_the_training_input
     assert rank_verdict({"change": change, "share": {"low": 0.55, "high": 0.65}}) == "inconclusive"
 
 
-def test_the_scale_ladder_multiplies_steps_and_data_and_keeps_its_runs_and_report_apart(tmp_path):
+def test_the_scale_ladder_multiplies_steps_and_data_and_keeps_its_runs_and_report_apart(tmp_path, capsys):
     import argparse
 
     from train.config import load_config
@@ -175,4 +175,4 @@ def test_the_scale_ladder_multiplies_steps_and_data_and_keeps_its_runs_and_repor
     assert config.data.train[0]["count"] == 1600 and ladder.command("k-tokens").endswith("--seeds 2 --scale 4")
     args = argparse.Namespace(root=str(tmp_path / "study"), out=str(tmp_path / "docs"), tiny=False, scale=4)
     assert folders(args) == (tmp_path / "study-x4", tmp_path / "docs" / "scale-x4")
-    assert main(["study", "k-tokens", "--tiny", "--scale", "4"]) == 2
+    assert main(["k-tokens", "--tiny", "--scale", "4"]) == 2 and "--scale" in capsys.readouterr().err

@@ -144,8 +144,8 @@ def analyse(config: TrainConfig, checkpoint: Checkpoint | str | None = None, ima
               "images": len(pairs), "source": images or "data.eval (test split)",
               "cosines": cosine_summary(tokens, analysis.vocabulary(vlm.llm), baseline_samples),
               "components_for_80_percent": components_summary(tokens),
-              **({"joint_components": joint_components(tokens, captions, encoder_tokens(vlm, batches))}
-                 if captions else {}),
+              "joint_components": joint_components(tokens, captions, encoder_tokens(vlm, batches)) if captions
+              else None,
               "spectra": {"of": f"change since {start_folder}" if start is not None else "trained weights",
                           "layers": spectra_summary(vlm.adapter, start)}}
     folder = Path(config.output_dir)

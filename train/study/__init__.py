@@ -12,7 +12,7 @@ from typing import Any
 
 UNTESTABLE = "not testable at this scale"
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", UNTESTABLE)
-KINDS = ("superiority", "direction", "equivalence")
+KINDS = ("superiority", "direction", "equivalence", "non-inferiority")
 ROUND_ONE = {"held": "reproduced", "did not hold": "not reproduced"}  # the first round's names for the same rules
 
 

@@ -92,11 +92,11 @@ def kind_eval(budget: Budget) -> list[str]:
     return [data_override(budget, "eval", **KIND_DATA, **size)]
 
 
-def finer_validation(budget: Budget) -> list[str]:
-    """Validation twice as often as the budget's (for steps to a loss threshold; it does not change the training);
-    nothing when the budget validates once an epoch."""
+def finer_validation(budget: Budget, factor: int = 2) -> list[str]:
+    """Validation `factor` times as often as the budget's (for steps to a loss threshold or the area under the curve;
+    it does not change the training); nothing when the budget validates once an epoch."""
     every = load_config(None, budget.base).train.val_every
-    return [f"train.val_every={max(1, every // 2)}"] if every else []
+    return [f"train.val_every={max(1, every // factor)}"] if every else []
 
 
 def qa(family: str, budget: Budget) -> Arm:

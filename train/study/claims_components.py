@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from train.study import UNTESTABLE, Budget, Claim, Finding, register
-from train.study.arms import THESIS_FAMILIES as FAMILIES
 from train.study.arms import align, fine_tuned
 from train.study.claims import TERRAALIGN
 from train.study.runs import analysis_of, combined, final_runs
@@ -23,9 +22,9 @@ JOINT = "image and caption tokens together"  # what round 2 counts (round 1: ima
 COMPONENTS_RULE = (f"per seed, components for 80% of the variance of the image tokens and their captions' text tokens "
                    f"together, raw and with every token scaled to unit length: reproduced if every count reaches "
                    f"{BAR:g} (the 2 a 2-D plot shows plus the smallest effect of interest); not reproduced if every "
-                   f"count falls short of it; otherwise inconclusive; not testable at this scale when the encoder's "
-                   f"own tokens of the same images (unit length) need fewer than {BAR:g}: the adapter's tokens are "
-                   "made from them")
+                   f"count falls short of it; otherwise inconclusive; not testable at this scale when, in any seed, "
+                   f"the encoder's own tokens of the same images (unit length) need fewer than {BAR:g}: the "
+                   "adapter's tokens are made from them")
 
 
 def counts_of(folders: list[Path], budget: Budget) -> dict:
@@ -33,6 +32,8 @@ def counts_of(folders: list[Path], budget: Budget) -> dict:
     per_seed = []
     for folder in folders:
         record = analysis_of(folder, budget)
+        if record["joint_components"] is None:
+            raise ValueError(f"{folder}: the evaluation split has no captions to count with the image tokens")
         alone = record["components_for_80_percent"]
         per_seed.append({**record["joint_components"], "image": alone["pooled"],
                          "first_two_share": alone["first_two_share"],
@@ -45,6 +46,10 @@ def count_verdict(per_seed: list[dict]) -> str:
         return UNTESTABLE
     counts = [seed[key] for seed in per_seed for key in ("joint", "joint_normalised")]
     return "reproduced" if min(counts) >= BAR else "not reproduced" if max(counts) < BAR else "inconclusive"
+
+
+def mean_count(cell: dict, key: str = "joint") -> float:
+    return sum(seed[key] for seed in cell["per_seed"]) / len(cell["per_seed"])
 
 
 def listed(per_seed: list[dict], key: str) -> str:
@@ -76,34 +81,30 @@ def components(budget: Budget) -> Finding:
     """The MLP adapter after its align stage and LoRA fine-tuning on the budget's captions (the thesis's 'after
     fine-tuning'). Full budget: 1 LoRA run per seed after align-only's align run."""
     cell = counts_of(final_runs([fine_tuned("mlp", budget)], budget)["align-mlp-lora"], budget)
-    joint = [seed["joint"] for seed in cell["per_seed"]]
     return Finding(
         figure=f"mlp after fine-tuning, components for 80% of image and caption tokens per seed: {cell_text(cell)}",
-        value=sum(joint) / len(joint), low=None, high=None, interval_method=PER_SEED,
+        value=mean_count(cell), low=None, high=None, interval_method=PER_SEED,
         details={"counted": JOINT, "per_seed": cell["per_seed"], "premise_restored": True,
                  "bar_axes": ("adapter, at the thesis's stage", "components for 80%")},
         bars=count_bars({"mlp after fine-tuning": cell}))
 
 
 def count_bars(cells: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Mean counts per cell: joint, joint at unit length, the encoder's (unit length), and the 2-D plot's 2."""
-    def mean(cell: dict, key: str) -> float:
-        return sum(seed[key] for seed in cell["per_seed"]) / len(cell["per_seed"])
-
+    """Mean counts per cell: joint, joint at unit length and the encoder's (unit length)."""
     series = {"joint": "joint", "joint, unit length": "joint_normalised", "encoder, unit length": "encoder_normalised"}
-    return {name: {label: mean(cell, key) for label, cell in cells.items()} for name, key in series.items()}
+    return {name: {label: mean_count(cell, key) for label, cell in cells.items()} for name, key in series.items()}
 
 
 def components_per_family(budget: Budget) -> Finding:
     """Each family at the thesis's stage: mlp after fine-tuning (LoRA after the align stage), attention and query
     after the align stage. Full budget: the families' align runs (shared with align-only, emd-prealign and
     families-classification) and the mlp's LoRA run of components-80."""
-    aligned = final_runs([align(family, budget) for family in ("attention", "query")], budget)
-    folders = {"mlp": final_runs([fine_tuned("mlp", budget)], budget)["align-mlp-lora"],
-               **{family: aligned[f"align-{family}"] for family in ("attention", "query")}}
-    cells = {f"{family} after {PAPER_STAGE[family]}": counts_of(folders[family], budget) for family in FAMILIES}
+    arms = {family: fine_tuned(family, budget) if stage == "fine-tuning" else align(family, budget)
+            for family, stage in PAPER_STAGE.items()}
+    runs = final_runs(list(arms.values()), budget)
+    cells = {f"{family} after {PAPER_STAGE[family]}": counts_of(runs[arm.name], budget) for family, arm in arms.items()}
     text = "; ".join(f"{name}: {cell_text(cell)}" for name, cell in cells.items())
-    fewest = min(sum(seed["joint"] for seed in cell["per_seed"]) / len(cell["per_seed"]) for cell in cells.values())
+    fewest = min(mean_count(cell) for cell in cells.values())
     return Finding(
         figure=f"components for 80% of image and caption tokens per seed: {text}",
         value=fewest, low=None, high=None, interval_method=PER_SEED,

@@ -130,7 +130,7 @@ def pooled_verdict(details: dict) -> str:
 def pooled_vs_per_patch(budget: Budget) -> Finding:
     """A linear adapter on the pooled embedding (one token, the single-FC seed) against an MLP over every patch, both
     trained alike on captions and shapes questions, by question type. Full budget: 1 caption run per seed (qa-linear;
-    qa-mlp is families-classification's)."""
+    qa-mlp is llm-free-align-cost's)."""
     runs = final_runs([qa("linear", budget), qa("mlp", budget)], budget)
     pooled, patches = asked(runs["qa-linear"], budget), asked(runs["qa-mlp"], budget)
     rows = [matched(patch, pool) for patch, pool in zip(correct_items(runs["qa-mlp"], budget),

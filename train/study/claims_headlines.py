@@ -29,14 +29,12 @@ def says_only(answer: str, label: str, candidates: set[str]) -> bool:
     label does not count against it)."""
     from train.evaluate import words
 
-    said = f" {' '.join(words(answer))} "
+    def spaced(text: str) -> str:
+        return f" {' '.join(words(text))} "
 
-    def says(text: str) -> bool:
-        return f" {' '.join(words(text))} " in said
-
-    label_words = f" {' '.join(words(label))} "
-    return says(label) and not any(says(other) for other in candidates
-                                   if other != label and f" {' '.join(words(other))} " not in label_words)
+    said, label_words = spaced(answer), spaced(label)
+    return spaced(label) in said and not any(spaced(other) in said for other in candidates
+                                             if other != label and spaced(other) not in label_words)
 
 
 def judged_answers(pairs: list[tuple]) -> list[tuple[str, float]]:

@@ -93,7 +93,7 @@ def swapped_items(vlm_folder: Path, distilled_folder: Path, budget: Budget) -> d
     config = run_config(vlm_folder, budget)
     samples = [s for s in gather_samples(config.data.eval, "test") if s.task == "caption"]
     cnn, distilled, vit = distilled_parts(Checkpoint.resolve(distilled_folder / "adapter"), TEACHER)
-    own = VisionLanguageModel.from_checkpoint(vlm_folder / "adapter")
+    own = VisionLanguageModel.from_checkpoint(vlm_folder / "adapter", precision=config.eval.llm_precision)
     items = {}
     for name, encoder in (("ViT, mean class token", InPlaceOf(vit, vit, PatchesOf(vit))),
                           ("CNN stand-in", InPlaceOf(vit, cnn, Distilled(cnn, distilled)))):

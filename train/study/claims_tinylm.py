@@ -9,24 +9,19 @@ import json
 import statistics
 from pathlib import Path
 
-from train.config import load_config, toml_value
+from train.config import toml_value
 from train.study import Budget, Claim, Finding, register
-from train.study.arms import FAMILY_OPTIONS, TINY_OPTIONS, adapter, llm_config
+from train.study.arms import FAMILY_OPTIONS, TINY_OPTIONS, adapter, finer_validation, llm_config
 from train.study.power import OVER_SEEDS, paired_seed_interval
 from train.study.runs import final_runs, paired_verdict, show
 from train.sweep import Arm, final_value, mean_curve, read_curve
 
 PALM2 = "palm2-vadapter.txt"
+FINE = 5  # validation five times as often as the budget's, so the area under the curve follows it closely
 PRETRAINED_LAYERS = 4  # the LLM's first 4 of 30 layers (SmolLM2-135M): a tiny LM, as the paper's 108M is to PaLM2
 AREA_SMALLEST = 0.05  # nats of mean validation loss over the caption stage
 AREA_WHY = ("about 3% of the caption stage's validation loss (about 1.5 in round 1), averaged over the stage: a gap "
             "the curves show")
-
-
-def fine_validation(budget: Budget) -> list[str]:
-    """Validation five times as often as the budget's, so the area under the curve follows it closely."""
-    every = load_config(None, budget.base).train.val_every
-    return [f"train.val_every={max(1, every // 5)}"] if every else []
 
 
 def pretrained_tinylm(budget: Budget) -> list[str]:
@@ -41,7 +36,7 @@ def pretrained_tinylm(budget: Budget) -> list[str]:
 
 
 def arms(budget: Budget) -> dict[str, Arm]:
-    tiny_lm, every = pretrained_tinylm(budget), fine_validation(budget)
+    tiny_lm, every = pretrained_tinylm(budget), finer_validation(budget, FINE)
     return {"progressive": Arm("tinylm-pretrained-progressive",
                                [("decoder", tiny_lm), ("caption", [*tiny_lm, *every])]),
             "direct": Arm("tinylm-pretrained-direct", [("caption", [*tiny_lm, *every])]),

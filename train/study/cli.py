@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{claim.id}: {claim.statement} ({claim.seed}, {claim.section})")
         return 0
     if args.plan:
-        print("\n".join(plan_lines(Path(args.out or "docs") / "findings.json", args.claims or list(CLAIMS))))
+        print("\n".join(plan_lines(folders(args)[1] / "findings.json", args.claims or list(CLAIMS))))
         return 0
     unknown = [c for c in args.claims if c not in CLAIMS]
     if unknown:

@@ -84,7 +84,8 @@ def seeds_needed(sd: float | None, smallest: float, kind: str = "superiority", p
     """Seeds for `power` to decide a claim at its smallest effect of interest from a pilot's per-seed SD (t quantiles,
     iterated to their own degrees of freedom). Superiority or direction: the two-sided `level` interval excludes 0
     when the true effect is `smallest`. Equivalence: both one-sided tests (TOST) reject when the true difference is 0
-    and the margin is `smallest`. At least 2; None without a pilot SD."""
+    and the margin is `smallest`. Non-inferiority: the interval's low end clears -`smallest` when the true difference
+    is 0 (one side of the equivalence test). At least 2; None without a pilot SD."""
     if sd is None or not math.isfinite(sd) or smallest <= 0:
         return None
     if sd == 0:
@@ -94,6 +95,8 @@ def seeds_needed(sd: float | None, smallest: float, kind: str = "superiority", p
     def wanted(freedom: float) -> float:
         if kind == "equivalence":
             z = _quantile(1 - alpha, freedom) + _quantile(1 - (1 - power) / 2, freedom)
+        elif kind == "non-inferiority":
+            z = _quantile(1 - alpha / 2, freedom) + _quantile(power, freedom)
         else:
             z = _quantile(1 - alpha / 2, freedom) + _quantile(power, freedom)
         return (z * sd / smallest) ** 2

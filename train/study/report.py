@@ -158,13 +158,14 @@ def verdict_lines(record: dict[str, Any]) -> list[str]:
 
 RULES_NOTE = (
     "Each claim states in the registry, before it runs, whether it is a superiority claim (the paper says one arm is "
-    "better, by a size), a direction claim (a sign without a size) or an equivalence claim, and its smallest effect "
-    "of interest in the figure's unit (for equivalence, the margin). The rules are symmetric: a superiority or "
-    "direction claim is reproduced when its interval lies above 0 and not reproduced when it lies wholly below the "
-    "smallest effect of interest (an effect of the size that matters is ruled out, even where a smaller one is "
-    "real); an equivalence claim is reproduced when its interval lies inside +-margin and not reproduced when it "
-    "lies wholly outside; anything else is inconclusive. Claim-specific guards (named in each rule) can only make a "
-    "verdict inconclusive.",
+    "better, by a size), a direction claim (a sign without a size), an equivalence or a non-inferiority claim, and "
+    "its smallest effect of interest in the figure's unit (for equivalence and non-inferiority, the margin). The "
+    "rules are symmetric: a superiority or direction claim is reproduced when its interval lies above 0 and not "
+    "reproduced when it lies wholly below the smallest effect of interest (an effect of the size that matters is "
+    "ruled out, even where a smaller one is real); an equivalence claim is reproduced when its interval lies inside "
+    "+-margin and not reproduced when it lies wholly outside; a non-inferiority claim (no worse by more than a "
+    "margin) is reproduced when its interval lies above -margin and not reproduced when it lies wholly below it; "
+    "anything else is inconclusive. Claim-specific guards (named in each rule) can only make a verdict inconclusive.",
     "",
     "Intervals are 95% percentile bootstraps (numpy, fixed resampling seed) over seeds and test items together: "
     "seeds are resampled, then items within each resampled seed, paired by seed and item where two arms share them "

@@ -32,7 +32,7 @@ def run_config(folder: Path, budget: Budget, *extra: str) -> TrainConfig:
 def analysis_of(folder: Path, budget: Budget) -> dict:
     """The run's analysis.json (computed once; again when it was made before the joint component counts)."""
     path = folder / "analysis.json"
-    if not path.is_file() or "joint_components" not in json.loads(path.read_text()):
+    if not path.is_file() or "joint_components" not in json.loads(path.read_text()):  # made before the joint count
         from train.analyse import analyse
 
         analyse(run_config(folder, budget))
