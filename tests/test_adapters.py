@@ -167,7 +167,19 @@ def test_label_tokens_start_from_the_class_names_and_the_encoders_own_head(tiny_
     features = fake_features(batch=1)
     features.pooled.zero_()  # the bias alone decides: class 1 ("blue square") is the top class
     assert torch.allclose(adapter(features)[0], adapter.labels.table[1])
-    assert adapter.labels.head.weight.requires_grad is False
+    assert adapter.labels.head.weight.requires_grad is False and adapter.labels.table.requires_grad
+
+
+def test_a_label_table_kept_at_the_names_is_not_trained(tiny_llm):
+    from vlm_demo.encoders import ClassHead
+
+    encoder = type("Encoder", (), {"name": "test-encoder",
+                                   "class_head": ClassHead(torch.randn(3, 64), torch.zeros(3), ("a", "b", "c"))})()
+    adapter = build_adapter("label", **{**COMMON, "llm_hidden": 32}, num_classes=3, top_k=1, train_table=False)
+    adapter.start_from(encoder, tiny_llm)
+    trainable = {name for name, parameter in adapter.named_parameters() if parameter.requires_grad}
+    assert trainable == {"labels.rank", "labels.confidence"}
+    assert adapter.config.train_table is False and not adapter.labels.table.requires_grad
 
 
 def test_mlp_can_append_the_classifiers_label_tokens():

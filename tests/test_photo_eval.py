@@ -51,3 +51,17 @@ def test_a_folder_already_scored_on_the_test_split_is_skipped(shipped, capsys, m
     monkeypatch.setattr(photo_eval, "evaluate_photos", lambda *a, **k: pytest.fail("scored twice"))
     assert photo_eval.main([str(folder)]) == 0
     assert "already scored on the test split" in capsys.readouterr().out
+
+
+def test_dev_scoring_reads_only_the_dev_split_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / LABEL.name
+    shutil.copytree(LABEL, folder)
+    before = {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    two = load_dataset("photos", "dev")[:2]
+    monkeypatch.setattr(photo_eval, "load_dataset", lambda name, split: two if (name, split) == ("photos", "dev")
+                        else pytest.fail(f"read {name} {split}"))
+    assert photo_eval.main(["--dev", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "of 2 dev photos" in out and "the encoder's top1" in out
+    assert all(sample.image_id.removeprefix("photos-") in out for sample in two)
+    assert {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before

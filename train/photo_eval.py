@@ -2,7 +2,7 @@
 the photo figure in eval.json (beside the encoder's own top-1 and top-3 labels on the same photos) and the photo rows
 of eval_predictions.jsonl are replaced, then the card is rewritten from the records.
 `python -m train.photo_eval assets/adapters/NAME ... | --all` (folders already scored on the test split are skipped
-unless --again)."""
+unless --again); `--dev FOLDER ...` prints any checkpoint's dev-split score and captions instead, writing nothing."""
 
 from __future__ import annotations
 
@@ -43,12 +43,36 @@ def evaluate_photos(folder: Path, progress: bool = True) -> dict:
     return figure
 
 
+def print_dev_scores(folder: Path) -> None:
+    """Any checkpoint (a run's adapter too) on the dev split, the split recipes are chosen on: its score beside the
+    encoder's, and every caption; nothing is written."""
+    from train.evaluate import names_object
+
+    samples = load_dataset("photos", "dev")
+    vlm = VisionLanguageModel.from_checkpoint(Checkpoint.resolve(folder, local_only=True))
+    answers = answer_all(vlm, samples, MAX_NEW_TOKENS, BATCH_SIZE, progress=False)
+    named = [names_object(answer, sample.meta["keywords"]) for sample, answer in zip(samples, answers)]
+    baselines = ", ".join(f"{key.split('_')[1]} {value:.0%}" for key, value in
+                          photo_baselines(vlm.encoder, samples).items())
+    print(f"{folder}: names the main object in {sum(named)} of {len(named)} dev photos"
+          + (f" (the encoder's {baselines})" if baselines else ""))
+    for sample, answer, hit in zip(samples, answers, named):
+        print(f"  {'yes' if hit else 'no ':3} {sample.image_id.removeprefix('photos-'):16} {answer}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.photo_eval", description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, help="shipped adapter folders (assets/adapters/NAME)")
     parser.add_argument("--all", action="store_true", help=f"every folder under {ADAPTERS_DIR} scored on photos")
     parser.add_argument("--again", action="store_true", help="score folders already scored on the test split too")
+    parser.add_argument("--dev", action="store_true",
+                        help="score any checkpoint folders on the dev split instead (for choosing recipes; prints "
+                             "every caption, writes nothing)")
     args = parser.parse_args(argv)
+    if args.dev:
+        for folder in args.folders:
+            print_dev_scores(folder)
+        return 0
     folders = args.folders or []
     if args.all:
         folders += [f for f in shipped_folders() if "photos_object_named" in read_json(f / "eval.json")]

@@ -25,11 +25,12 @@ NAME_FILLER = ","  # pads a class name shorter than tokens_per_class, so the top
 class LabelTokens(nn.Module):
     """pooled [B, D] -> frozen head -> top-k classes -> k * m tokens [B, k*m, H] (+ rank and confidence terms)."""
 
-    def __init__(self, token_dim: int, hidden: int, num_classes: int, top_k: int, tokens_per_class: int) -> None:
+    def __init__(self, token_dim: int, hidden: int, num_classes: int, top_k: int, tokens_per_class: int,
+                 train_table: bool = True) -> None:
         super().__init__()
         self.top_k, self.tokens_per_class = top_k, tokens_per_class
         self.head = nn.Linear(token_dim, num_classes).requires_grad_(False)
-        self.table = nn.Parameter(torch.randn(num_classes, tokens_per_class, hidden) * 0.02)
+        self.table = nn.Parameter(torch.randn(num_classes, tokens_per_class, hidden) * 0.02, requires_grad=train_table)
         self.rank = nn.Parameter(torch.zeros(top_k, 1, hidden))
         self.confidence = nn.Parameter(torch.zeros(hidden))
 
@@ -68,6 +69,9 @@ class LabelConfig(AdapterConfig):
     num_classes: int = IMAGENET_CLASSES
     top_k: int = 3  # classes handed to the LLM
     tokens_per_class: int = TOKENS_PER_CLASS
+    # False keeps every class's rows at its name's embeddings: what the LLM learns to read from them then holds for
+    # the classes the training images never showed (a trained row drifts from its name; an unseen one does not).
+    train_table: bool = True
 
     @property
     def needs(self) -> frozenset[str]:
@@ -83,7 +87,7 @@ class LabelAdapter(Adapter):
     def __init__(self, config: LabelConfig) -> None:
         super().__init__(config)
         c = self.config
-        self.labels = LabelTokens(c.token_dim, c.llm_hidden, c.num_classes, c.top_k, c.tokens_per_class)
+        self.labels = LabelTokens(c.token_dim, c.llm_hidden, c.num_classes, c.top_k, c.tokens_per_class, c.train_table)
 
     @property
     def num_output_tokens(self) -> int:
