@@ -112,7 +112,8 @@ def test_readme_lists_every_published_claim_under_its_verdict_and_the_total_cpu_
     assert f"{sum(claim['cpu_minutes'] for claim in claims):.0f} CPU minutes in all" in section
 
 
-def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained_them(tmp_path):
+def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained_them_and_a_redesign_its_own(
+        tmp_path):
     def record(minutes: float, seeds: list[int]) -> dict:
         return {"id": "a", "seed": "s.txt", "section": "1", "statement": "s", "paper_figure": "p", "figure": "f",
                 "value": 1.0, "low": 0.5, "high": 1.5, "verdict": "reproduced", "rule": "r", "details": {},
@@ -127,6 +128,8 @@ def test_report_made_again_from_finished_runs_keeps_the_cpu_minutes_that_trained
     assert minutes() == 40.0
     write_report([record(0.2, [0, 1, 2])], tmp_path)  # other seeds: a new experiment, its own cost
     assert minutes() == 0.2
+    write_report([record(0.15, [0, 1, 2]), record(30.0, [0, 1, 2])], tmp_path)  # redesigned arms trained anew
+    assert minutes() == 30.0
 
 
 def test_tiny_study_runs_claims_that_share_runs_and_writes_the_findings(tmp_path, monkeypatch, capsys):

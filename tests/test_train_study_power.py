@@ -190,3 +190,15 @@ def test_the_k_tokens_premise_holds_when_the_encoder_vector_fits_in_one_llm_toke
         (tmp_path / name / "adapter").mkdir(parents=True)
         (tmp_path / name / "adapter" / "config.json").write_text(json.dumps({"token_dim": width, "llm_hidden": 576}))
     assert fits_one_token(tmp_path / "fits") and not fits_one_token(tmp_path / "too-wide")
+
+
+def test_k_tokens_is_judged_only_once_every_run_has_plateaued():
+    from train.study.claims import K_MARGIN, k_verdict
+
+    apart = {"low": -0.5, "high": -0.4}
+    close = {"low": -K_MARGIN / 2, "high": K_MARGIN / 2}
+    flat, falling = {"linear-k1": [True, True]}, {"linear-k1": [True, False]}
+    for gap, verdict in ((apart, "not reproduced"), (close, "reproduced")):
+        details = {"train_k2_minus_k1": gap, "train_k5_minus_k1": gap}
+        assert k_verdict({**details, "plateaued": flat}) == verdict
+        assert k_verdict({**details, "plateaued": falling}) == "inconclusive"
