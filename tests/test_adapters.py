@@ -241,3 +241,18 @@ def test_config_that_would_build_a_huge_adapter_is_refused_before_allocating(tmp
                             cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     peak, outcome = result.stdout.strip().split(" ", 1)
     assert "does not match model.safetensors" in outcome and float(peak) < 50, result.stdout + result.stderr
+
+
+def test_label_tokens_can_start_from_the_everyday_phrases(tiny_llm):
+    from vlm_demo.adapters.label import everyday_names
+    from vlm_demo.encoders import ClassHead
+
+    names = tuple(f"class {index}" for index in range(1000))
+    encoder = type("Encoder", (), {"name": "test-encoder",
+                                   "class_head": ClassHead(torch.randn(1000, 64), torch.zeros(1000), names)})()
+    adapter = build_adapter("label", **{**COMMON, "llm_hidden": 32}, top_k=1, tokens_per_class=8, everyday_names=True)
+    adapter.start_from(encoder, tiny_llm)
+    embed = tiny_llm.model.get_input_embeddings().weight
+    ids = tiny_llm.tokenizer(" " + everyday_names()[948], add_special_tokens=False)["input_ids"][:8]
+    assert everyday_names()[948] == "Granny Smith, a type of apple"
+    assert torch.equal(adapter.labels.table[948, :len(ids)], embed[ids])

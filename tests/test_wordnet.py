@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from train.data.wordnet import WordNet, parse_line, words_of
@@ -81,3 +82,17 @@ def test_a_class_name_that_ends_in_its_category_says_it_once(tmp_path):
 
 def test_plural_class_names_take_no_article():
     assert (a("apple"), a("jeans")) == ("an apple", "jeans")
+
+
+def test_the_packaged_everyday_names_are_the_pseudo_captions_phrases_from_wordnet():
+    from train.data.wordnet import WORDNET_NOUNS
+    from train.label_phrases import everyday_phrases
+    from vlm_demo.adapters.label import everyday_names
+    from vlm_demo.encoders import build_encoder
+
+    if not WORDNET_NOUNS.is_file():
+        pytest.skip("wordnet-base is not installed (Debian package; `make debs` installs it)")
+    names = build_encoder("efficientnet-lite0").class_head.names
+    assert everyday_names() == tuple(everyday_phrases(names))  # `python -m train.label_phrases` writes it again
+    assert everyday_names()[948] == "Granny Smith, a type of apple"
+
