@@ -186,6 +186,8 @@ def test_mlp_can_append_the_classifiers_label_tokens():
     adapter = build_adapter("mlp", **COMMON, class_tokens=2, tokens_per_class=3, num_classes=10)
     assert adapter.config.needs == {"class_head"} and adapter.num_output_tokens == 49 + 6
     assert adapter(fake_features(batch=2)).shape == (2, 55, 32)
+    kept = build_adapter("mlp", **COMMON, class_tokens=2, num_classes=10, train_table=False, everyday_names=True)
+    assert not kept.labels.table.requires_grad and kept.labels.everyday and adapter.labels.table.requires_grad
 
 
 def test_mlp_merges_each_square_of_patch_tokens_and_keeps_the_class_token_apart():

@@ -35,6 +35,8 @@ class MLPConfig(AdapterConfig):
     class_tokens: int = 0
     tokens_per_class: int = TOKENS_PER_CLASS
     num_classes: int = IMAGENET_CLASSES
+    train_table: bool = True  # the label tokens' table trains (see LabelConfig)
+    everyday_names: bool = False  # the label tokens start from everyday phrases (see LabelConfig)
 
     @property
     def needs(self) -> frozenset[str]:
@@ -66,7 +68,8 @@ class MLPAdapter(Adapter):
         self.fc1 = nn.Linear(sum(group_dims), hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, c.llm_hidden)
-        self.labels = (LabelTokens(c.token_dim, c.llm_hidden, c.num_classes, c.class_tokens, c.tokens_per_class)
+        self.labels = (LabelTokens(c.token_dim, c.llm_hidden, c.num_classes, c.class_tokens, c.tokens_per_class,
+                                   c.train_table, c.everyday_names)
                        if c.class_tokens else None)
 
     @property
