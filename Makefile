@@ -68,11 +68,9 @@ soak: install  ## 16 clients for 5 minutes against app.py on loopback (not part 
 	$(PY) bench/soak.py
 
 ## Train, evaluate and ship one adapter as shipped: make train-mlp | train-label | train-linear | train-query
-## (align without the LLM, then caption through the frozen LLM; label skips align and runs 250 more frozen steps; mlp,
-## the default, is the family recipe's mlp plus a LoRA stage; hours on a 2-core CPU, minutes on a GPU).
+## (align without the LLM, then caption through the frozen LLM; label skips align and trains a LoRA with its caption
+## stage; mlp, the default, is the family recipe's mlp plus a LoRA stage; hours on a 2-core CPU, minutes on a GPU).
 SKIP_ALIGN_label = 1
-STAGE2_label = model.init_from=runs/label-caption/adapter train.max_steps=250 train.warmup_steps=10
-last_run = $(if $(STAGE2_$1),output_dir=runs/$1-stage2)
 train-mlp: install debs
 	$(PY) -m train caption $(call family,mlp)
 	$(PY) -m train caption --config train/configs/mlp.toml
@@ -82,9 +80,8 @@ train-%: install debs
 	$(if $(SKIP_ALIGN_$*),,$(PY) -m train align --config train/configs/$*.toml output_dir=runs/$*-align 'model.init_from=""' \
 		train.epochs=1 train.max_steps=0 train.batch_size=16 train.lr=1e-3 train.save_every=200)
 	$(PY) -m train caption --config train/configs/$*.toml
-	$(if $(STAGE2_$*),$(PY) -m train caption --config train/configs/$*.toml output_dir=runs/$*-stage2 $(STAGE2_$*))
-	$(PY) -m train eval --config train/configs/$*.toml $(call last_run,$*)
-	$(PY) -m train ship --config train/configs/$*.toml $(call last_run,$*)
+	$(PY) -m train eval --config train/configs/$*.toml
+	$(PY) -m train ship --config train/configs/$*.toml
 
 .PHONY: study train-tinylm-progressive
 

@@ -49,13 +49,13 @@ def test_the_encoders_top_k_labels_name_a_photo_when_any_of_the_first_k_does():
 
     import torch
 
-    from train.evaluate import head_names
+    from train.evaluate import photo_baselines
 
     head = SimpleNamespace(names=["moped", "tabby cat", "espresso"],
                            logits=lambda pooled: torch.tensor([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]]))
     encoder = type("Encoder", (), {"class_head": head, "__call__": lambda self, images: SimpleNamespace(pooled=None)})()
     photos = [SimpleNamespace(meta={"keywords": ["cat"]}, load_image=lambda: None),
               SimpleNamespace(meta={"keywords": ["coffee", "espresso"]}, load_image=lambda: None)]
-    assert head_names(encoder, photos, 1) == 0.5  # the cat's top-1 is "moped"; the coffee's is "espresso"
-    assert head_names(encoder, photos, 2) == 1.0  # "tabby cat" is the cat's second
-    assert head_names(type("NoHead", (), {"class_head": None})(), photos) is None
+    found = photo_baselines(encoder, photos)  # a 3-class head: no everyday words (those are ImageNet-1k's)
+    assert found == {"encoder_top1_baseline": 0.5, "encoder_top3_baseline": 1.0}  # the cat's top-1 is "moped"
+    assert photo_baselines(type("NoHead", (), {"class_head": None})(), photos) == {}

@@ -62,23 +62,21 @@ def names_object(text: str, keywords: list[str]) -> bool:
                for k in keywords)
 
 
-def head_names(encoder, samples: list[Sample], k: int = 1) -> float | None:
-    """The baseline a photo score is set beside: how often one of the encoder's own top-k ImageNet labels names the
-    object."""
-    head = encoder.class_head
-    if head is None or not samples:
-        return None
-    with torch.inference_mode():
-        pooled = encoder([s.load_image() for s in samples]).pooled
-        best = head.logits(pooled).topk(k, dim=-1).indices.tolist()
-    return sum(any(names_object(head.names[i], s.meta["keywords"]) for i in top)
-               for top, s in zip(best, samples)) / len(samples)
-
-
 def photo_baselines(encoder, photos: list[Sample]) -> dict[str, float]:
-    """The encoder's own top-1 and top-3 ImageNet labels on the same photos (none for an encoder without a head)."""
-    found = {f"encoder_top{k}_baseline": head_names(encoder, photos, k) for k in (1, 3)}
-    return {key: value for key, value in found.items() if value is not None}
+    """The baselines a photo score is set beside: how often one of the encoder's own top-1 or top-3 ImageNet labels
+    names the object, by the class name alone and (an ImageNet-1k head) in the everyday words the pseudo-captions say
+    it in ("Egyptian Mau, a type of cat"); none for an encoder without a head."""
+    from vlm_demo.adapters.label import IMAGENET_CLASSES, everyday_names
+
+    head = encoder.class_head
+    if head is None or not photos:
+        return {}
+    with torch.inference_mode():
+        best = head.logits(encoder([s.load_image() for s in photos]).pooled).topk(3, dim=-1).indices.tolist()
+    wordings = {"": head.names, "_everyday": everyday_names() if len(head.names) == IMAGENET_CLASSES else None}
+    return {f"encoder_top{k}{suffix}_baseline": sum(any(names_object(names[i], s.meta["keywords"]) for i in top[:k])
+                                                    for top, s in zip(best, photos)) / len(photos)
+            for suffix, names in wordings.items() if names for k in (1, 3)}
 
 
 def classification_correct(prediction: str, sample: Sample) -> tuple[bool, bool]:

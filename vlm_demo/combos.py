@@ -91,7 +91,9 @@ COMBOS: dict[str, Combo] = {
         _combo("multistage", "multistage", "multi-stage CNN fusion (v4) over four EfficientNet stage maps",
                version="v4"),
         _combo("tinylm", "tinylm", "tiny causal LM behind a 1-layer perceiver resampler (PaLM2-VAdapter)"),
-        _combo("label", "label", "the encoder's own ImageNet head: top-3 classes as 12 tokens from their names"),
+        _combo("label", "label", "the encoder's own ImageNet head: top-3 classes as 24 tokens, kept at their everyday "
+               "phrases ('Granny Smith, a type of apple'), read by a LoRA", tokens_per_class=8, train_table=False,
+               everyday_names=True),
         _combo("mlp-swish", "mlp", "the first shipped MLP adapter (+ LoRA)" + _LEGACY, encoder=LEGACY_ENCODER,
                **_MLP),
         _combo("linear-swish", "linear", "the first shipped linear adapter" + _LEGACY, encoder=LEGACY_ENCODER,

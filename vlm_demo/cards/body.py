@@ -133,6 +133,9 @@ def _limits(records: Records) -> list[str]:
         top1, top3 = photos.get("encoder_top1_baseline"), photos.get("encoder_top3_baseline")
         baseline = f" (the encoder's own top-1 label: {top1:.0%})" if top1 is not None else ""
         baseline = baseline[:-1] + f", its top-3: {top3:.0%})" if top3 is not None and baseline else baseline
+        everyday = photos.get("encoder_top1_everyday_baseline")
+        if everyday is not None and baseline:
+            baseline = baseline[:-1] + f"; in everyday words, as the pseudo-captions say them, top-1: {everyday:.0%})"
         which = ("test-split photos" if photos.get("split") == "test" else
                  "photos of today's dev split (scored before the test split existed)")
         limits.append(f"- Everyday photos: the caption names the main object in {photos['score']:.0%} of "

@@ -28,6 +28,10 @@ CARD_METRICS = [
     ("photos_object_named", "score", "everyday photos: the caption names the main object"),
     ("photos_object_named", "encoder_top1_baseline", "everyday photos: the encoder's top-1 ImageNet label names it"),
     ("photos_object_named", "encoder_top3_baseline", "everyday photos: one of the encoder's top-3 labels names it"),
+    ("photos_object_named", "encoder_top1_everyday_baseline",
+     "everyday photos: the encoder's top-1 label in everyday words names it"),
+    ("photos_object_named", "encoder_top3_everyday_baseline",
+     "everyday photos: one of the encoder's top-3 labels in everyday words names it"),
 ]
 LABELS = {(group, key): label for group, key, label in CARD_METRICS}
 
