@@ -65,3 +65,17 @@ def test_dev_scoring_reads_only_the_dev_split_and_writes_nothing(tmp_path, monke
     assert "of 2 dev photos" in out and "the encoder's top1" in out
     assert all(sample.image_id.removeprefix("photos-") in out for sample in two)
     assert {path.name: path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
+
+
+def test_baselines_only_adds_the_encoders_missing_figures_and_keeps_the_captions(shipped, monkeypatch):
+    folder, two = shipped
+    evaluation = json.loads((folder / "eval.json").read_text())
+    figure = evaluation["photos_object_named"]
+    kept = {key: value for key, value in figure.items() if "everyday" not in key}
+    (folder / "eval.json").write_text(json.dumps(evaluation | {"photos_object_named": kept}))
+    predictions = (folder / "eval_predictions.jsonl").read_bytes()
+    monkeypatch.setattr(photo_eval, "answer_all", lambda *a, **k: pytest.fail("captioned again"))
+    assert photo_eval.main(["--baselines", str(folder)]) == 0
+    after = json.loads((folder / "eval.json").read_text())["photos_object_named"]
+    assert {k: v for k, v in after.items() if k in kept} == kept and "encoder_top1_everyday_baseline" in after
+    assert (folder / "eval_predictions.jsonl").read_bytes() == predictions

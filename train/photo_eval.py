@@ -43,6 +43,19 @@ def evaluate_photos(folder: Path, progress: bool = True) -> dict:
     return figure
 
 
+def add_baselines(folder: Path) -> dict:
+    """The encoder's own baselines on the test split written beside a photo figure that lacks some (a property of the
+    encoder on the same photos: the checkpoint's captions are not made again); the card is rewritten."""
+    evaluation = read_json(folder / "eval.json")
+    figure = evaluation["photos_object_named"]
+    encoder = Checkpoint.resolve(folder, local_only=True).vision_encoder()
+    figure = figure | {key: value for key, value in photo_baselines(encoder, load_dataset("photos", "test")).items()
+                       if key not in figure}
+    (folder / "eval.json").write_text(json.dumps(evaluation | {"photos_object_named": figure}, indent=2))
+    regenerate(folder)
+    return figure
+
+
 def print_dev_scores(folder: Path) -> None:
     """Any checkpoint (a run's adapter too) on the dev split, the split recipes are chosen on: its score beside the
     encoder's, and every caption; nothing is written."""
@@ -65,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="*", type=Path, help="shipped adapter folders (assets/adapters/NAME)")
     parser.add_argument("--all", action="store_true", help=f"every folder under {ADAPTERS_DIR} scored on photos")
     parser.add_argument("--again", action="store_true", help="score folders already scored on the test split too")
+    parser.add_argument("--baselines", action="store_true",
+                        help="only add the encoder's missing baselines (e.g. in everyday words) to folders already "
+                             "scored on the test split; their captions are not made again")
     parser.add_argument("--dev", action="store_true",
                         help="score any checkpoint folders on the dev split instead (for choosing recipes; prints "
                              "every caption, writes nothing)")
@@ -79,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if not folders:
         parser.error("name a folder or give --all")
     for folder in folders:
+        if args.baselines:
+            if scored_on_test(folder):
+                print(f"{folder.name}: {add_baselines(folder)}", flush=True)
+            continue
         if scored_on_test(folder) and not args.again:
             print(f"{folder.name}: already scored on the test split (--again to score it again)")
             continue

@@ -60,8 +60,8 @@ def _world(records: Records) -> str:
     encoder = ENCODERS.get(records.run["model"]["encoder"])
     if encoder is None or "class_head" in encoder.gives:
         return (f"It has seen {seen_text}. The drawings are captioned by the encoder's own ImageNet classifier "
-                "(pseudo-captions: the class it is sure of, with the everyday word for groups such as dog breeds), so "
-                "on photos it says what that classifier sees, in a sentence; objects ImageNet has no class for "
+                "(pseudo-captions: the class it is sure of, in everyday words such as the group a dog breed belongs "
+                "to), so on photos it says what that classifier sees, in a sentence; objects ImageNet has no class for "
                 "(people, buildings in general) are its blind spot.")
     return (f"It has seen {seen_text}. This encoder has no ImageNet classifier, so the drawings are captioned by "
             f"{CAPTIONER}'s (pseudo-captions: the class it is sure of), the same captions the other families learn; "
