@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def grouped_bars(axes: Any, bars: dict[str, dict[str, Any]], reference: str | No
         low = max(value["low"], min(floor, value["mean"]))
         axes.errorbar(place, value["mean"], yerr=[[value["mean"] - low], [value["high"] - value["mean"]]],
                       fmt="none", ecolor="black", elinewidth=1, capsize=2)
-    axes.set_xticks(range(len(categories)), categories)
+    axes.set_xticks(range(len(categories)), [textwrap.fill(category, 18) for category in categories])
     return drawn + [value["high"] for _, value in errors]
 
 
