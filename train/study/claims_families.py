@@ -163,6 +163,8 @@ register(Claim("families-classification", TERRAALIGN, "3.7 Fine-tuning in Food10
                     "inconclusive",
                judge=families_verdict, judged=families_judged,
                deviations=(
+                   "the figure is still round 1's (about 200 mixed shapes questions through a frozen LLM) until the "
+                   "redesign below runs at the full budget",
                    "a synthetic 40-way task (8 colours x 5 shapes; 1,000 held-out single-shape images) instead of "
                    "Food101's 101 dishes (25,250 test images)",
                    "LoRA on SmolLM2-135M with the adapter, 300 steps of batch 8 on 400 images after a 4-epoch align "
