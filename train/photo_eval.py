@@ -13,7 +13,7 @@ from pathlib import Path
 
 from train.card import regenerate
 from train.data import load_dataset
-from train.evaluate import answer_all, compute_metrics, photo_baselines, prediction_rows
+from train.evaluate import answer_all, compute_metrics, names_object, photo_baselines, prediction_rows
 from vlm_demo.cards import read_json
 from vlm_demo.checkpoint import Checkpoint
 from vlm_demo.combos import ADAPTERS_DIR, shipped_folders
@@ -59,8 +59,6 @@ def add_baselines(folder: Path) -> dict:
 def print_dev_scores(folder: Path) -> None:
     """Any checkpoint (a run's adapter too) on the dev split, the split recipes are chosen on: its score beside the
     encoder's, and every caption; nothing is written."""
-    from train.evaluate import names_object
-
     samples = load_dataset("photos", "dev")
     vlm = VisionLanguageModel.from_checkpoint(Checkpoint.resolve(folder, local_only=True))
     answers = answer_all(vlm, samples, MAX_NEW_TOKENS, BATCH_SIZE, progress=False)

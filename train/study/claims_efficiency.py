@@ -4,18 +4,18 @@ training sample than a stage through the LLM (4.2 Discussion)."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
 from train.study import Budget, Claim, Finding, register
 from train.study.arms import align, qa, qa_eval
 from train.study.claims import TERRAALIGN
+from train.study.claims_training import CIDER_SMALLEST as HALVING_MARGIN
 from train.study.items import cider_items
 from train.study.power import HIERARCHICAL, OVER_SEEDS, bootstrap_interval, item_rows, seed_interval
 from train.study.runs import final_runs, show, superiority
+from train.sweep import read_curve
 
-HALVING_MARGIN = 0.1  # CIDEr
 COST_SMALLEST = 1.0  # the LLM stage costing at least twice the align stage per sample (ratio minus 1)
 
 
@@ -61,8 +61,7 @@ def query_halving(budget: Budget) -> Finding:
 def seconds_per_sample(folder: Path) -> float:
     """1 / the median training throughput the run logged (samples per second over each logging window: training
     steps only, not validation, snapshots or checkpoints)."""
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    rates = [row["samples_per_s"] for row in rows if row.get("samples_per_s")]
+    rates = [rate for rate in read_curve(folder, "samples_per_s")[1] if rate]
     if not rates:
         raise ValueError(f"{folder}: no training throughput logged (samples_per_s) in metrics.jsonl")
     return 1 / statistics.median(rates)

@@ -14,13 +14,13 @@ import torch
 from train.study import Budget, Claim, Finding, register
 from train.study.arms import adapter
 from train.study.claims_encoders import RESNET, TEACHER, distil
+from train.study.claims_training import CIDER_SMALLEST as STANDIN_SMALLEST
 from train.study.items import cider_items
 from train.study.power import HIERARCHICAL, bootstrap_interval, item_rows, seed_interval
 from train.study.runs import final_runs, run_config, show, superiority
 from train.sweep import Arm
 from vlm_demo.encoders.base import EncoderOutput, VisionEncoder
 
-STANDIN_SMALLEST = 0.1  # CIDEr: the study's floor for a caption that says anything
 VLM_MLP = {"token_merge": 2}  # DINOv2's 16 x 16 patches merged 2 x 2: 64 tokens and the class token
 STANDIN_FILE = "standin.json"
 

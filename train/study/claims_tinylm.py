@@ -9,9 +9,8 @@ import json
 import statistics
 from pathlib import Path
 
-from train.config import toml_value
 from train.study import Budget, Claim, Finding, register
-from train.study.arms import FAMILY_OPTIONS, TINY_OPTIONS, adapter, finer_validation, llm_config
+from train.study.arms import adapter, finer_validation, llm_config
 from train.study.power import OVER_SEEDS, paired_seed_interval
 from train.study.runs import final_runs, paired_verdict, show
 from train.sweep import Arm, final_value, mean_curve, read_curve
@@ -29,10 +28,8 @@ def pretrained_tinylm(budget: Budget) -> list[str]:
     from vlm_demo.adapters.tinylm import options_matching
 
     config = llm_config(budget)
-    options = {**FAMILY_OPTIONS["tinylm"], **(TINY_OPTIONS["tinylm"] if budget.name == "tiny" else {}),
-               **options_matching(config), "init_from_llm": True,
-               "lm_layers": min(PRETRAINED_LAYERS, config.num_hidden_layers)}
-    return ['model.adapter="tinylm"', f"model.adapter_options={toml_value(options)}"]
+    return adapter("tinylm", budget, **options_matching(config), init_from_llm=True,
+                   lm_layers=min(PRETRAINED_LAYERS, config.num_hidden_layers))
 
 
 def arms(budget: Budget) -> dict[str, Arm]:
